@@ -1,0 +1,1 @@
+"""Bundled weights: ``default/`` holds the default model."""
