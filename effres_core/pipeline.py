@@ -1,0 +1,251 @@
+"""``EffRes``: the user-facing scorer. Faces are found, cropped and masked, patches scored, the
+median taken, and everything a user needs to trust the number comes back in a :class:`ScoreResult`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import hub
+from .faces import FaceBox, expand_box, get_detector
+from .imageio import ImageLoadError, array_to_rgb, load_image, rgb_to_tensor, tensor_to_rgb_list
+from .masks import get_masker
+from .model import EffResNet
+from .patches import scores_to_map
+from .scoring import effective_resolution_ratio, patch_scores
+
+
+@dataclass
+class FaceScore:
+    """One face: its ``box`` (x0, y0, x1, y1) in image pixels, its ratio, and how many patches counted."""
+
+    box: list[int]
+    ratio: float | None
+    patches_used: int
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": self.box, "ratio": self.ratio, "patches_used": self.patches_used, "reason": self.reason}
+
+
+@dataclass
+class ScoreResult:
+    """The score of one image.
+
+    ``ratio`` is the effective resolution ratio y (median over the kept patches of all faces),
+    ``effective_resolution`` is ``(round(y * H), round(y * W))``. When nothing could be scored,
+    both are ``None`` and ``reason`` says why; ``error`` is set when the image could not be read.
+    ``heatmap`` (patch scores spread over the image, NaN elsewhere) and ``mask`` are ``[H, W]``.
+    """
+
+    ratio: float | None = None
+    effective_resolution: tuple[int, int] | None = None
+    faces: list[FaceScore] = field(default_factory=list)
+    detector: str | None = None
+    masker: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    path: str | None = None
+    image_size: tuple[int, int] | None = None
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays)."""
+        return {
+            "path": self.path,
+            "ratio": self.ratio,
+            "effective_resolution": list(self.effective_resolution) if self.effective_resolution else None,
+            "faces": [f.to_dict() for f in self.faces],
+            "detector": self.detector,
+            "masker": self.masker,
+            "reason": self.reason,
+            "error": self.error,
+        }
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class EffRes(nn.Module):
+    """Score the effective resolution of faces.
+
+    Example:
+        >>> model = EffRes.from_pretrained()               # bundled default, offline
+        >>> result = model.score("portrait.jpg")
+        >>> result.ratio, result.effective_resolution
+
+    Args:
+        net: the patch regressor.
+        detector: ``auto`` | ``retinaface`` | ``haar`` | ``whole``.
+        masker: ``auto`` | ``bisenet`` | ``ellipse`` | ``none``.
+        n_patches: about how many patches per face (the paper's 100).
+        min_foreground: share of face a patch needs to count (the paper's 0.9).
+        margin: how far the face crop reaches beyond the detected box, in box sizes.
+        device: where the network runs; CUDA when available by default.
+    """
+
+    def __init__(self, net: EffResNet, detector: str = "auto", masker: str = "auto", n_patches: int = 100,
+                 min_foreground: float = 0.9, margin: float = 0.5, device: str | torch.device | None = None,
+                 chunk_size: int = 64):
+        super().__init__()
+        self.net = net.eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.n_patches, self.min_foreground, self.margin, self.chunk_size = n_patches, min_foreground, margin, chunk_size
+        self.detector_name, self.masker_name = detector, masker
+        self._detect = self._mask = None
+        self.to(torch.device(device) if device is not None else default_device())
+
+    # ---- weights -------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, model_id: str | os.PathLike | None = None, *, revision: str | None = None,
+                        device: str | torch.device | None = None, **settings) -> "EffRes":
+        """Load weights: ``None`` = the bundled default; a folder; a ``.safetensors`` file; or a Hub repo id."""
+        return cls(hub.load_pretrained(model_id, revision), device=device, **settings)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        return hub.save_pretrained(self.net, folder)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        return hub.push_to_hub(self.net, repo_id, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def patch_size(self) -> int:
+        return self.net.patch_size
+
+    # ---- differentiable path -----------------------------------------------------------------
+    def ratio(self, images: torch.Tensor, mask: torch.Tensor | None = None, reduce: str = "median",
+              clip: bool = True) -> torch.Tensor:
+        """Whole-image ratio ``[B]`` of ``[B, 3, H, W]`` images in [0, 1]; keeps gradients."""
+        return effective_resolution_ratio(self.net, images.to(self.device), None if mask is None else mask.to(self.device),
+                                          n_patches=self.n_patches, min_foreground=self.min_foreground,
+                                          reduce=reduce, clip=clip, chunk_size=self.chunk_size)
+
+    # ---- detection and masks -------------------------------------------------------------------
+    def _components(self):
+        if self._detect is None:
+            self._detect, self.detector_resolved = get_detector(self.detector_name, str(self.device))
+            self._mask, self.masker_resolved = get_masker(self.masker_name, str(self.device), self.detector_resolved)
+        return self._detect, self._mask
+
+    def _faces(self, rgb: np.ndarray):
+        """Yield ``(face box, crop box, crop mask)`` per detected face, largest first."""
+        detect, mask = self._components()
+        h, w = rgb.shape[:2]
+        for box in detect(rgb):
+            crop = box if self.detector_resolved == "whole" else expand_box(box, h, w, self.margin)
+            sub = rgb[crop.y0:crop.y1, crop.x0:crop.x1]
+            inner = FaceBox(box.x0 - crop.x0, box.y0 - crop.y0, box.x1 - crop.x0, box.y1 - crop.y0)
+            yield box, crop, mask(sub, inner)
+
+    def face_masks(self, images) -> torch.Tensor:
+        """The foreground mask the scorer uses, ``[B, H, W]`` float in [0, 1], in image coordinates."""
+        rgbs = self._to_rgb_list(images)
+        out = []
+        for rgb in rgbs:
+            full = np.zeros(rgb.shape[:2], dtype=np.float32)
+            for _, crop, m in self._faces(rgb):
+                region = full[crop.y0:crop.y1, crop.x0:crop.x1]
+                np.maximum(region, m, out=region)
+            out.append(torch.from_numpy(full))
+        if not out:
+            return torch.zeros(0, 0, 0)
+        if len({tuple(m.shape) for m in out}) > 1:
+            raise ValueError("face_masks needs images of one size to stack; call it per image")
+        return torch.stack(out)
+
+    # ---- scoring -------------------------------------------------------------------------------
+    @staticmethod
+    def _to_rgb_list(images) -> list[np.ndarray]:
+        if torch.is_tensor(images):
+            return tensor_to_rgb_list(images)
+        if isinstance(images, (list, tuple)):
+            return [rgb for item in images for rgb in EffRes._to_rgb_list(item)]
+        if isinstance(images, (str, os.PathLike)):
+            return [load_image(images)]
+        if isinstance(images, np.ndarray):
+            return [array_to_rgb(images)]
+        if hasattr(images, "convert"):  # PIL image
+            from .imageio import _pil_to_rgb
+            return [_pil_to_rgb(images)]
+        raise TypeError(f"cannot score a {type(images).__name__}: pass a path, PIL image, array or tensor")
+
+    def score(self, images):
+        """Score one image (a :class:`ScoreResult`) or many (a list).
+
+        ``images``: a path, a PIL image, an ``[H, W, C]`` uint8 array, a ``[B, 3, H, W]`` or
+        ComfyUI ``[B, H, W, C]`` float tensor in [0, 1], or a list of these. A batch tensor or a
+        list gives a list. Unreadable files give a result with ``error`` set; they never raise.
+        """
+        batch = isinstance(images, (list, tuple)) or (torch.is_tensor(images) and images.ndim == 4)
+        items = list(images) if isinstance(images, (list, tuple)) else ([images] if not batch else None)
+        if items is None:  # batch tensor
+            items = list(tensor_to_rgb_list(images))
+        results = [self._score_one(item) for item in items]
+        return results if batch else results[0]
+
+    def _score_one(self, item) -> ScoreResult:
+        path = str(item) if isinstance(item, (str, os.PathLike)) else None
+        try:
+            rgb = item if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 3 \
+                and item.shape[2] == 3 else self._to_rgb_list(item)[0]
+        except (ImageLoadError, ValueError, TypeError) as err:
+            return ScoreResult(path=path, error=str(err))
+        return self.score_rgb(rgb, path=path)
+
+    @torch.inference_mode()
+    def score_rgb(self, rgb: np.ndarray, path: str | None = None) -> ScoreResult:
+        """Score one ``[H, W, 3]`` uint8 RGB image."""
+        self._components()
+        h, w = rgb.shape[:2]
+        result = ScoreResult(path=path, image_size=(h, w), detector=self.detector_resolved, masker=self.masker_resolved)
+        heatmap = np.full((h, w), np.nan, dtype=np.float32)
+        full_mask = np.zeros((h, w), dtype=np.float32)
+        kept_scores: list[torch.Tensor] = []
+        p = self.patch_size
+        for box, crop, mask in self._faces(rgb):
+            region = full_mask[crop.y0:crop.y1, crop.x0:crop.x1]
+            np.maximum(region, mask, out=region)
+            if crop.height < p or crop.width < p:
+                result.faces.append(FaceScore(box.as_list(), None, 0,
+                                              f"face crop {crop.height}x{crop.width} is smaller than a {p}x{p} patch"))
+                continue
+            x = rgb_to_tensor(rgb[crop.y0:crop.y1, crop.x0:crop.x1], self.device)
+            if self.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            m = torch.from_numpy(mask)[None, None].to(self.device)
+            scores, grid = patch_scores(self.net, x, m, n_patches=self.n_patches,
+                                        min_foreground=self.min_foreground, chunk_size=self.chunk_size)
+            scores = scores[0].float().clamp(0, 1)
+            kept = scores[~torch.isnan(scores)]
+            if kept.numel() == 0:
+                result.faces.append(FaceScore(box.as_list(), None, 0, "no patch is mostly face (all background)"))
+                continue
+            kept_scores.append(kept)
+            face_map = scores_to_map(scores, grid).numpy()
+            target = heatmap[crop.y0:crop.y1, crop.x0:crop.x1]
+            np.copyto(target, face_map, where=~np.isnan(face_map))
+            result.faces.append(FaceScore(box.as_list(), float(kept.median()), int(kept.numel())))
+        result.heatmap, result.mask = heatmap, full_mask
+        if kept_scores:
+            y = float(torch.cat(kept_scores).median())
+            result.ratio = y
+            result.effective_resolution = (round(y * h), round(y * w))
+        elif not result.faces:
+            result.reason = "no face found"
+        else:
+            result.reason = "; ".join(f.reason for f in result.faces if f.reason)
+        return result
