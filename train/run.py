@@ -68,6 +68,7 @@ DEFAULTS = {
     "max_steps": 0,                # stop after this many optimizer steps (0: run all epochs)
     "max_minutes": 0,              # stop (with a checkpoint) after this wall time (0: no limit)
     "halve_above": 1024,
+    "threads": 0,                  # torch CPU threads in the main process (0: torch's default)
 }
 
 
@@ -360,6 +361,8 @@ def main(argv=None) -> int:
     if not Path(config["data"]).is_dir():
         raise SystemExit(f"error: training data folder {config['data']} does not exist")
     torch.manual_seed(config["seed"])
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
