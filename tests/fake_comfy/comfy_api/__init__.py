@@ -1,0 +1,1 @@
+"""Test stand-in for ComfyUI's comfy_api (see ../README.md)."""

@@ -1,0 +1,1 @@
+"""Test stand-in for ComfyUI's comfy_execution (see ../README.md)."""
