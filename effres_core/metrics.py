@@ -73,7 +73,7 @@ def pra(pred: ArrayLike, truth: ArrayLike) -> float:
     the same way. A tie in ``pred`` counts half (a coin flip). NaN when all truths are equal.
 
     Example:
-        >>> pra([0.1, 0.5, 0.4], [1, 3, 2])     # (1,2) ok, (1,3) ok, (2,3) wrong
+        >>> pra([0.1, 0.4, 0.5], [1, 3, 2])     # pairs (0,1), (0,2) right; (1,2) wrong
         0.6666666666666666
     """
     pred, truth = _pair(pred, truth)
