@@ -86,7 +86,30 @@ def detect_haar(rgb: np.ndarray) -> list[FaceBox]:
     found = _haar_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=6, minSize=(min_side, min_side))
     boxes = [FaceBox(int(x / scale), int(y / scale), min(w, int((x + bw) / scale)), min(h, int((y + bh) / scale)))
              for x, y, bw, bh in (found if len(found) else [])]
-    return _drop_nested(sorted(boxes, key=lambda b: b.width * b.height, reverse=True))
+    boxes = _drop_nested(sorted(boxes, key=lambda b: b.width * b.height, reverse=True))
+    # Haar fires on shoes and hands now and then: keep detections with an eye in their upper part,
+    # or the largest one when no box has a visible eye (sunglasses, heavy blur).
+    with_eyes = [b for b in boxes if _has_eye(rgb, b)]
+    return with_eyes or boxes[:1]
+
+
+@lru_cache(maxsize=1)
+def _eye_cascade():
+    import cv2
+
+    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye_tree_eyeglasses.xml")
+
+
+def _has_eye(rgb: np.ndarray, box: FaceBox) -> bool:
+    import cv2
+
+    upper = rgb[box.y0:box.y0 + int(box.height * 0.6), box.x0:box.x1]
+    if upper.size == 0:
+        return False
+    gray = cv2.cvtColor(np.ascontiguousarray(upper), cv2.COLOR_RGB2GRAY)
+    scale = 160 / max(1, gray.shape[1])  # eyes are searched at a fixed face width
+    gray = cv2.resize(gray, (160, max(1, int(gray.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    return len(_eye_cascade().detectMultiScale(gray, 1.1, 3, minSize=(12, 12))) > 0
 
 
 def _drop_nested(boxes: list[FaceBox]) -> list[FaceBox]:
