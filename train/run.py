@@ -188,7 +188,7 @@ class Trainer:
             adv = self._loss(x_adv, y)  # equal weight to the clean step, as in the paper
             (adv / self.accum).backward()
             adv_value = float(adv.detach())
-        return float(clean), adv_value
+        return float(clean.detach()), adv_value
 
     # ---- validation -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -287,7 +287,13 @@ class Trainer:
                 self._log(csv_path, writer, row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", adv=f"{row['adv_loss']:.3f}", pps=f"{patches_per_s:.0f}")
             bar.update(1)
-            if c["max_minutes"] and time.time() - started > c["max_minutes"] * 60:
+            out_of_time = bool(c["max_minutes"]) and time.time() - started > c["max_minutes"] * 60
+            if self.world_size > 1:
+                # All ranks must stop after the same step, or the others wait forever in the next all-reduce.
+                flags = torch.tensor([float(self.stop_requested), float(out_of_time)], device=self.device)
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                self.stop_requested, out_of_time = bool(flags[0]), bool(flags[1])
+            if out_of_time:
                 logger.info("time budget of %s minutes reached", c["max_minutes"])
                 break
         self.save("last")
