@@ -205,10 +205,9 @@ class Trainer:
                     errs.append(float(mape_loss(pred, y.to(self.device))))
                 metrics["val_mape"] = sum(errs) / len(errs)
                 try:
-                    from effres_core.evaluate import quick_validation
-                    from effres_core.pipeline import EffRes
+                    from effres_core.evaluate import RatioScorer, quick_validation
 
-                    scorer = EffRes(self.net, detector="whole", masker="none", device=self.device)
+                    scorer = RatioScorer(self.net, n_patches=16, device=self.device)
                     metrics.update(quick_validation(scorer, self.config["val_data"], cache_dir=self.out / "cache"))
                 except Exception as err:  # validation extras must never kill a long run
                     logger.warning("ranking validation failed: %s: %s", err.__class__.__name__, err)
