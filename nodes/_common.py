@@ -73,11 +73,6 @@ def check_mask(mask: torch.Tensor | None, batch: int, height: int, width: int) -
     return mask.float().clamp(0, 1)
 
 
-def empty_like_batch(images: torch.Tensor) -> torch.Tensor:
-    """A zero-length batch with the layout of ``images`` (what a filter returns when it keeps nothing)."""
-    return images[:0].clone()
-
-
 # ---- autograd under ComfyUI's inference mode ---------------------------------------------------
 def autograd_ready(module: nn.Module) -> nn.Module:
     """``module`` itself, or a private copy when any of its tensors is an inference tensor.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
 from comfy_api.latest import io
@@ -139,11 +138,6 @@ class EffResLoader(io.ComfyNode):
         except hub.WeightsNotFoundError as err:
             raise ValueError(f"effres: cannot load weights: {err}") from err
         return io.NodeOutput(model)
-
-
-def cached_paths() -> list[Path]:
-    """The weight files currently held in memory (for tests and diagnostics)."""
-    return [Path(k[0]) for k in _cache]
 
 
 register_model_folder()
