@@ -385,7 +385,9 @@ def mixed_folder(x: Image4, flavour: str, rng: np.random.Generator, n: int = 10,
         if kind == "smaller_copy":
             h, w = img.shape[-2:]
             s = max(rng.uniform(0.55, 0.8), min_side / min(h, w))
-            shrink = str(rng.choice([k for k in downs if k != "nearest"]))
+            # An antialiased shrink: the copy must stay sharp (aliasing is the resamplers' job).
+            shrink = str(rng.choice([k for k in downs if k != "nearest"] if flavour == "seen"
+                                    else ["pillow_hamming", "opencv_area"]))
             if s < 0.97:
                 img = quantize(get_resizer(shrink)(img, (round(h * s), round(w * s))))
         img, truth = resample(img, factor, down, up)

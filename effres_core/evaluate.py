@@ -5,9 +5,11 @@ give it ``is_ratio = True`` when its numbers are effective resolution ratios, wh
 mean absolute error against the true factor. :func:`model_scorer` wraps an EffRes model, and
 :data:`effres_core.baselines.BASELINES` holds the three classical baselines.
 
-    >>> from effres_core.evaluate import evaluate_many, model_scorer, format_markdown
-    >>> reports = evaluate_many({"effres": model_scorer("path/to/model")}, "faces/val", baselines=True)
-    >>> print(format_markdown(reports))
+Example (not a doctest: it needs a model and a folder of faces)::
+
+    from effres_core.evaluate import evaluate_many, model_scorer, format_markdown
+    reports = evaluate_many({"effres": model_scorer("path/to/model")}, "faces/val", baselines=True)
+    print(format_markdown(reports))
 
 What is measured (see :mod:`effres_core.evalsets` for how the sets are made):
 
@@ -464,3 +466,54 @@ def quick_validation(scorer: Scorer, sharp_dir: str | Path, cache_dir: str | Pat
         out.update({f"{flav}_{k}": v for k, v in stats.items() if not k.startswith("n_")})
     out["seconds"] = time.perf_counter() - start
     return out
+
+
+# ------------------------------------------------------------------------------------------ plot
+
+def plot_ratio_vs_factor(report: dict, path: str | Path, size: tuple[int, int] = (640, 520),
+                         title: str | None = None) -> Path:
+    """Scatter of predicted ratio against true factor on the mixed folders (PIL, no matplotlib):
+    the diagonal is perfect, the grey band is ±0.1, colours are the folder flavours."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    w, h = size
+    left, right, top, bottom = 62, 20, 44, 52
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+
+    def xy(t: float, p: float) -> tuple[float, float]:
+        return left + t * (w - left - right), h - bottom - p * (h - top - bottom)
+
+    band = [xy(0, 0.1), xy(0.9, 1.0), xy(1, 1), xy(1, 0.9), xy(0.1, 0), xy(0, 0)]
+    d.polygon(band, fill=(228, 228, 228))
+    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x0, y0 = xy(v, 0)
+        d.line([x0, y0, x0, y0 + 5], fill="black")
+        d.text((x0 - 10, y0 + 8), f"{v:.2f}", fill="black", font=font)
+        x1, y1 = xy(0, v)
+        d.line([x1 - 5, y1, x1, y1], fill="black")
+        d.text((x1 - 36, y1 - 6), f"{v:.2f}", fill="black", font=font)
+        d.line([xy(v, 0), xy(v, 1)], fill=(240, 240, 240))
+        d.line([xy(0, v), xy(1, v)], fill=(240, 240, 240))
+    d.line([xy(0, 0), xy(1, 1)], fill=(120, 120, 120), width=1)
+    d.rectangle([xy(0, 1), xy(1, 0)], outline="black")
+    colours = {"seen": (31, 119, 180), "unseen": (230, 110, 20)}
+    for t, p, flavour in report.get("points", []):
+        if p is None or not math.isfinite(p):
+            continue
+        x, y = xy(min(max(t, 0), 1), min(max(p, -0.02), 1.02))
+        c = colours.get(flavour, (90, 90, 90))
+        d.ellipse([x - 3, y - 3, x + 3, y + 3], outline=c, width=2)
+    d.text((left + (w - left - right) / 2 - 40, h - 22), "true factor", fill="black", font=font)
+    d.text((6, top - 18), "predicted ratio", fill="black", font=font)
+    lx = left + 12
+    for i, (name, c) in enumerate(colours.items()):
+        ly = top + 10 + 16 * i
+        d.ellipse([lx, ly, lx + 7, ly + 7], outline=c, width=2)
+        d.text((lx + 12, ly - 3), f"{name} nuisances/resizers", fill="black", font=font)
+    d.text((left, 6), title or f"{report.get('scorer', '')}: mixed folders", fill="black", font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path

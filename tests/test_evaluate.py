@@ -251,3 +251,11 @@ def test_cli_evaluate(tmp_path, capsys):
     assert {"effres", "laplacian_variance"} <= set(reports)
     assert "Plain ladders" in out_md.read_text() and "effres" in capsys.readouterr().out
     assert _cli(["evaluate"]) == 2
+
+
+def test_plot_ratio_vs_factor(tmp_path):
+    report = {"scorer": "x", "points": [[0.1, 0.12, "seen"], [1.0, 0.95, "unseen"], [0.5, float("nan"), "seen"]]}
+    path = ev.plot_ratio_vs_factor(report, tmp_path / "img" / "plot.png", size=(200, 160))
+    with Image.open(path) as img:
+        assert img.size == (200, 160)
+        assert len(img.getcolors(10000)) > 3  # something was drawn
