@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +81,10 @@ def load_faces(folder: str | Path, cache_dir: str | Path | None = None, halve_ab
             inner = FaceBox(face.x0 - crop.x0, face.y0 - crop.y0, face.x1 - crop.x0, face.y1 - crop.y0)
             mask = ellipse_mask(crop.height, crop.width, inner)
             if cached:
-                np.savez_compressed(cached, box=np.array(box), mask=mask.astype(np.uint8))
+                # Write then rename: DDP ranks (or two runs) sharing a cache never read a half-written file.
+                tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")
+                np.savez_compressed(tmp, box=np.array(box), mask=mask.astype(np.uint8))
+                os.replace(tmp, cached)
         x0, y0, x1, y1 = box
         crop_rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
         if min(crop_rgb.shape[:2]) < min_side:
@@ -104,6 +108,20 @@ class SampleSettings:
     min_factor: float = 1 / 16
     min_foreground: float = 0.5
     nuisance_probability: float = 0.6
+
+    def __post_init__(self):
+        lo, hi = self.prescale_height
+        if not 0 < lo <= hi:
+            raise ValueError(f"prescale_height must be [low, high] with 0 < low <= high, got {self.prescale_height}")
+        if hi < self.patch_size:
+            raise ValueError(f"prescale_height {self.prescale_height} ends below the patch size {self.patch_size}")
+        if not 0 < self.min_factor <= 1:
+            raise ValueError(f"min_factor must be in (0, 1], got {self.min_factor}")
+        if self.stride < 1 or self.window_patches < 1 or self.patches_per_image < 1:
+            raise ValueError("stride, window_patches and patches_per_image must be positive")
+        for name in ("prescale_probability", "degrade_probability", "min_foreground", "nuisance_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 def _prescale(rgb: np.ndarray, mask: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,9 +212,18 @@ class BatchStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        torch.set_num_threads(1)
         i = self.start + wid
         while True:
             global_index = i * self.world_size + self.rank
-            yield make_batch(self.faces, global_index, self.batch_size, self.seed, self.settings, self.nuisances)
+            # Build every batch with one thread: float sums depend on the thread count, and the stream
+            # must be bit-identical for any worker count. Restore the count for the caller, so that
+            # with workers=0 the training step in this same process keeps all its threads.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                batch = make_batch(self.faces, global_index, self.batch_size, self.seed, self.settings,
+                                   self.nuisances)
+            finally:
+                torch.set_num_threads(threads)
+            yield batch
             i += nw
