@@ -114,8 +114,8 @@ class EffResGuidance(io.ComfyNode):
                 io.Float.Input("end_percent", default=0.9, min=0.0, max=1.0, step=0.01,
                                tooltip="Stop guiding after this fraction of the schedule (1 = last step)."),
                 io.Int.Input("max_decode_size", default=512, min=0, max=4096, step=64,
-                             tooltip="Decode the prediction at most this many pixels on its long side "
-                                     "(the latent is resized first) to bound the cost; 0 = full size."),
+                             tooltip="Decode and judge at most this many pixels per side (a centred window "
+                                     "of larger images) to bound time and memory; 0 = the whole image."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Optional: only sharpen where the mask is set (e.g. the face)."),
             ],
