@@ -270,3 +270,13 @@ def test_enhance_bad_input(effres_pack, model):
         enhance_run(effres_pack, model, comfy_images(1, 64, 64), mask=torch.ones(1, 32, 32))
     same = enhance_run(effres_pack, model, comfy_images(1, 64, 64), mask=torch.zeros(1, 64, 64))
     assert torch.equal(same[0], comfy_images(1, 64, 64)) and "unchanged" in same.ui.as_dict()["text"][0]
+
+
+def test_score_huge_image(effres_pack, model):
+    """A large image costs about the same patches as a small one (the grid holds ~100)."""
+    images = comfy_images(1, 1280, 960, seed=9)
+    ratios, pixels, summary, heatmap, mask = run(node(effres_pack, "score", "EffResScore"),
+                                                 effres_model=model, images=images).args
+    assert 0 <= ratios[0] <= 1 and pixels[0] == round(ratios[0] * 1280)
+    assert json.loads(summary)[0]["faces"][0]["patches_used"] <= 130
+    assert heatmap.shape == (1, 1280, 960, 3) and mask.shape == (1, 1280, 960)
