@@ -157,9 +157,9 @@ class Trainer:
         return True
 
     # ---- one micro-batch ------------------------------------------------------------------------
-    def _loss(self, x, y):
+    def _loss(self, x, y, model=None):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.config["bf16"]):
-            pred = self.model(x)
+            pred = (model or self.model)(x)
         return mape_loss(pred.float(), y)
 
     def adversarial(self, x, y):
@@ -170,7 +170,8 @@ class Trainer:
         # Attack with BatchNorm statistics frozen: the attack must not move the running averages.
         self.net.eval()
         try:
-            x_adv = l2_pgd(lambda z: mape_loss(self.net(z).float(), y), x, steps=steps,
+            # The bare net (no DDP gradient sync), in bf16 on CUDA like the training forward.
+            x_adv = l2_pgd(lambda z: self._loss(z, y, self.net), x, steps=steps,
                            step_size=c["pgd_step_size"], linf=c["pgd_linf"], pixel_range=255.0)
         finally:
             self.net.train()
