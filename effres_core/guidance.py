@@ -85,7 +85,8 @@ def _cap_latents(z: torch.Tensor, max_latent: int | None, mode: str, generator: 
 
 def sharpness_gradient_with_score(x0: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor], net: nn.Module,
                                   mask: torch.Tensor | None = None, *, max_decode_size: int | None = None,
-                                  cap_mode: str = "crop", latent_scale: int = 8, n_patches: int = 25, min_foreground: float = 0.9,
+                                  cap_mode: str = "crop", latent_scale: int = 8, n_patches: int = 25,
+                                  min_foreground: float = 0.9,
                                   chunk_size: int = 16, normalize: str = "rms", clip: str = "none",
                                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`sharpness_gradient` that also returns the score ``[B]`` of the decoded ``x0`` (NaN where
@@ -148,9 +149,10 @@ def sharpness_gradient(x0: torch.Tensor, decode: Callable[[torch.Tensor], torch.
         net: the scorer, an :class:`~effres_core.model.EffResNet` or an ``EffRes``.
         mask: optional ``[B, H, W]`` face mask in image coordinates (resized to the decoded size if
             it differs); only masked pixels pass gradient and only mostly-masked patches count.
-        max_decode_size: optional cap on the decoded side in pixels: larger latents are cropped to a window (``cap_mode="crop"``: centre;
-            ``"random_crop"``: a random window per call, so several steps cover the frame) or
-            shrunk (``"resize"``). Pixels outside a crop get zero gradient.
+        max_decode_size: optional cap on the decoded side in pixels: larger latents are cropped to a
+            window (``cap_mode="crop"``: centre; ``"random_crop"``: a random window per call, so
+            several steps cover the frame) or shrunk (``"resize"``). Pixels outside a crop get zero
+            gradient.
         latent_scale: image pixels per latent pixel (8 for Stable Diffusion VAEs), used by the cap.
         n_patches, min_foreground, chunk_size: scoring grid and memory knob (see
             :func:`~effres_core.losses.sharpness_score`).

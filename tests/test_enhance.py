@@ -1,6 +1,7 @@
 """Tests for effres_core.enhance: L2 PGD along the scorer's own gradient."""
 
 import glob
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from torch import nn
 from effres_core.enhance import EnhanceResult, enhance, enhance_file
 from effres_core.model import EffResNet
 
-FACES = sorted(glob.glob("/work/shared/data/faces/val/*.jpg") + glob.glob("../shared/data/faces/val/*.jpg"))
+FACES = sorted(glob.glob(str(Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "val" / "*.jpg"))
+               or glob.glob("/work/shared/data/faces/val/*.jpg"))
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,8 @@ def test_chunk_size_does_not_change_result(net):
 def test_sharpness_score_gradcheck(net):
     net64 = EffResNet(patch_size=16, width=0.25).double().eval()
     x = torch.rand(1, 3, 24, 24, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: sharpness_score(net64, t, n_patches=4, chunk_size=2), (x,), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda t: sharpness_score(net64, t, n_patches=4, chunk_size=2), (x,),
+                                    fast_mode=True)
 
 
 def test_no_usable_patch_gives_nan_and_zero_gradient(net):
