@@ -23,6 +23,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -252,3 +254,15 @@ def enhance_file(in_path: str | os.PathLike, out_path: str | os.PathLike, model:
     save_kw = {"quality": 95, "subsampling": 0} if out_path.suffix.lower() in (".jpg", ".jpeg") else {}
     Image.fromarray(result.images).save(out_path, **save_kw)
     return result
+
+
+class _CallableModule(types.ModuleType):
+    """``effres_core.enhance`` names both this module and its main function (a lazy export of the
+    package). Once the module is imported, Python binds the package attribute to the module, so
+    ``from effres_core import enhance`` may hand out the module; calling it still enhances."""
+
+    def __call__(self, *args, **kwargs) -> EnhanceResult:
+        return enhance(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -174,3 +174,12 @@ def test_enhance_file_and_cli(tmp_path, net, face):
                               "--steps", "2", "--model", str(tmp_path / "model"), "--device", "cpu"])
     assert args.run(args) == 0
     assert (tmp_path / "cli.png").is_file()
+
+
+def test_package_export_is_callable_in_any_import_order(net, face):
+    import effres_core  # noqa: F401
+    import effres_core.enhance  # noqa: F401  (binds the package attribute to the module)
+    from effres_core import enhance as exported
+
+    out = exported(net, face, steps=1, n_patches=16)
+    assert isinstance(out, EnhanceResult)
