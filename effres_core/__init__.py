@@ -23,8 +23,15 @@ _EXPORTS = {
     "degrade": "degradations",
     "l2_pgd": "adversarial",
     "enhance": "enhance",
+    "EnhanceResult": "enhance",
     "SharpnessLoss": "losses",
+    "sharpness_score": "losses",
+    "mape_loss": "losses",
     "sharpness_gradient": "guidance",
+    "GuidanceWindow": "guidance",
+    "srcc": "metrics",
+    "pra": "metrics",
+    "quick_validation": "evaluate",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
