@@ -13,17 +13,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .scoring import check_images
+
 #: ITU-R BT.601 luma weights, what JPEG and most "grayscale" conversions use.
 _LUMA = (0.299, 0.587, 0.114)
 
 
 def _check(images: torch.Tensor) -> torch.Tensor:
-    if not torch.is_tensor(images):
-        raise TypeError(f"expected a tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected [B, 3, H, W] RGB images, got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"expected float images in [0, 1], got dtype {images.dtype}")
+    check_images(images)
     if min(images.shape[-2:]) < 3:
         raise ValueError(f"images must be at least 3x3, got {tuple(images.shape[-2:])}")
     return images

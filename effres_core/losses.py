@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .patches import choose_stride, foreground_fraction, patch_grid
+from .scoring import check_images
 
 CLIP_MODES = ("none", "soft")
 
@@ -155,12 +156,7 @@ def sharpness_score(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | N
         >>> x.grad.shape
         torch.Size([2, 3, 64, 64])
     """
-    if not torch.is_tensor(images):
-        raise TypeError(f"expected a tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected [B, 3, H, W] RGB images, got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"expected float images in [0, 1], got dtype {images.dtype}")
+    check_images(images)
     if clip not in CLIP_MODES:
         raise ValueError(f"clip must be one of {CLIP_MODES}, got {clip!r}")
     if chunk_size < 1:

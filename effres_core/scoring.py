@@ -29,7 +29,7 @@ def patch_scores(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | None
         chunk_size: patches per forward pass, which bounds memory on large images.
         grid: a fixed grid instead of one chosen from ``n_patches``.
     """
-    _check_images(images)
+    check_images(images)
     p = int(getattr(net, "patch_size", 0) or images.shape[-1])
     h, w = images.shape[-2:]
     if grid is None:
@@ -94,7 +94,8 @@ class EffectiveResolutionRatio(nn.Module):
                                           min_foreground=self.min_foreground, reduce=self.reduce, clip=self.clip)
 
 
-def _check_images(images: torch.Tensor) -> None:
+def check_images(images: torch.Tensor) -> None:
+    """Raise a clear error unless ``images`` is a float ``[B, 3, H, W]`` tensor."""
     if not torch.is_tensor(images):
         raise TypeError(f"expected a tensor, got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] != 3:
