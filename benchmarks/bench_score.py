@@ -10,6 +10,10 @@ Weights are random: speed does not depend on them. The portrait is ../shared's 5
 face upscaled to the requested size; without ../shared a synthetic image is used with
 ``detector="whole"`` (so detection is not timed). Timings are medians over ``--repeats`` runs
 after one warm-up run.
+
+On a shared CPU, wall times mostly measure the other programs. The table also gives CPU seconds
+and an idle-core estimate from them; for those to count work only, keep OpenMP threads from
+spinning while they wait: ``OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_score.py``.
 """
 
 from __future__ import annotations
@@ -149,8 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     print(f"effres score benchmark: {args.size}x{args.size} portrait, detector {detector}, masker ellipse, "
           f"{args.repeats} repeats")
+    import os
+
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, avx512_bf16: {'avx512_bf16' in cpu_flags}")
+          f"{torch.get_num_threads()} threads, avx512_bf16: {'avx512_bf16' in cpu_flags}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average "
+          f"{os.getloadavg()[0]:.1f}")
 
     rows = []
     for device in map(torch.device, devices):

@@ -70,6 +70,17 @@ def overlay_heatmap(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45, l
     return out
 
 
+def _font(image_side: int):
+    """A font readable on the image: Pillow's scalable default (Pillow >= 10.1), else its bitmap one."""
+    from PIL import ImageFont
+
+    size = max(11, image_side // 45)
+    try:
+        return ImageFont.load_default(size=size), size
+    except TypeError:  # older Pillow: fixed 11 px bitmap font
+        return ImageFont.load_default(), 11
+
+
 def _draw_legend(rgb: np.ndarray) -> np.ndarray:
     """A horizontal colour bar with ``0`` and ``1`` labels; skipped on images too small to hold it."""
     h, w = rgb.shape[:2]
@@ -77,18 +88,18 @@ def _draw_legend(rgb: np.ndarray) -> np.ndarray:
         return rgb
     from PIL import Image, ImageDraw
 
+    font, text_h = _font(min(h, w))
     bar_w, bar_h = max(48, w // 4), max(6, h // 60)
     pad = max(4, w // 100)
-    text_h = 11  # Pillow's default bitmap font
     x0, y0 = w - bar_w - 2 * pad, h - bar_h - text_h - 3 * pad
     img = Image.fromarray(rgb)
     draw = ImageDraw.Draw(img)
     draw.rectangle([x0, y0, w - 1, h - 1], fill=(0, 0, 0))  # backdrop so the labels read on any image
     ramp = colorize(np.linspace(0.0, 1.0, bar_w))[None].repeat(bar_h, axis=0)
     img.paste(Image.fromarray(ramp), (x0 + pad, y0 + pad))
-    label_y = y0 + 2 * pad + bar_h - 2
-    draw.text((x0 + pad, label_y), "0", fill=(255, 255, 255))
-    draw.text((x0 + pad + bar_w - 6, label_y), "1", fill=(255, 255, 255))
+    label_y = y0 + 2 * pad + bar_h
+    draw.text((x0 + pad, label_y), "0", fill=(255, 255, 255), font=font)
+    draw.text((x0 + pad + bar_w - draw.textlength("1", font=font), label_y), "1", fill=(255, 255, 255), font=font)
     return np.asarray(img)
 
 
@@ -106,11 +117,13 @@ def render_result(result: "ScoreResult", rgb: np.ndarray, alpha: float = 0.45) -
     img = Image.fromarray(out)
     draw = ImageDraw.Draw(img)
     line = max(1, min(rgb.shape[:2]) // 250)
+    font, _ = _font(min(rgb.shape[:2]))
     for face in result.faces:
         x0, y0, x1, y1 = face.box
         draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=(255, 255, 255), width=line)
         label = f"{face.ratio:.2f}" if face.ratio is not None else "n/a"
-        draw.text((x0 + 2 * line, y0 + 2 * line), label, fill=(255, 255, 255), stroke_width=1, stroke_fill=(0, 0, 0))
+        draw.text((x0 + 2 * line, y0 + 2 * line), label, fill=(255, 255, 255), font=font,
+                  stroke_width=max(1, line // 2), stroke_fill=(0, 0, 0))
     return np.asarray(img)
 
 
