@@ -109,7 +109,7 @@ def test_no_default_model_says_so(folder, tmp_path, monkeypatch, capsys):
     code = run_cli(["score", str(folder / "a.png")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "no default model is installed yet" in err and "--model" in err
+    assert "bundled default model is missing" in err and "--model" in err
 
 
 def test_missing_model_and_no_images(folder, tmp_path, capsys):

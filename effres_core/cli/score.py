@@ -62,7 +62,8 @@ def _load_model(args):
         model._components()  # resolve detector and masker now: a missing one fails once, up front
     except WeightsNotFoundError as err:
         if args.model is None:
-            print("effres score: no default model is installed yet (a trained one ships with a later release).\n"
+            print("effres score: the bundled default model is missing (effres_core/weights/default); reinstall "
+                  "effres.\n"
                   "Pass one with --model: a folder with model.safetensors, a .safetensors file, or a Hub repo id.\n"
                   f"({err})", file=sys.stderr)
         else:
