@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from effres_core.degradations import KERNELS, resize_antialiased
-from effres_core.faces import expand_box, get_detector
+from effres_core.faces import FaceBox, expand_box, get_detector
 from effres_core.imageio import ImageLoadError, find_images, load_image
 from effres_core.masks import ellipse_mask
 from effres_core.nuisance import random_nuisances
@@ -77,7 +77,6 @@ def load_faces(folder: str | Path, cache_dir: str | Path | None = None, halve_ab
             face = found[0]
             crop = expand_box(face, rgb.shape[0], rgb.shape[1], margin)
             box = [crop.x0, crop.y0, crop.x1, crop.y1]
-            from effres_core.faces import FaceBox
             inner = FaceBox(face.x0 - crop.x0, face.y0 - crop.y0, face.x1 - crop.x0, face.y1 - crop.y0)
             mask = ellipse_mask(crop.height, crop.width, inner)
             if cached:

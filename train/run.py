@@ -214,8 +214,6 @@ class Trainer:
                     logger.warning("ranking validation failed: %s: %s", err.__class__.__name__, err)
         finally:
             self.net.train()
-            for p in self.net.parameters():
-                p.requires_grad_(True)
         return metrics
 
     def selection_score(self, metrics: dict) -> float:
