@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .patches import choose_stride, foreground_fraction, patch_grid
-from .scoring import check_images
+from .scoring import check_images, patch_plan
 
 CLIP_MODES = ("none", "soft")
 
@@ -59,21 +58,13 @@ def _transform(scores: torch.Tensor, clip: str) -> torch.Tensor:
 
 def _patch_plan(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | None, n_patches: int,
                 min_foreground: float):
-    """Patch boxes ``[(x0, y0, x1, y1)]`` and the ``[B, N]`` keep matrix for a batch."""
+    """Patch boxes ``[(x0, y0, x1, y1)]`` and the ``[B, N]`` keep matrix (on the CPU) for a batch."""
     p = int(getattr(net, "patch_size", 0) or images.shape[-1])
     h, w = images.shape[-2:]
     if h < p or w < p:
         raise ValueError(f"images {h}x{w} are smaller than the scorer's {p}x{p} patch; upscale them first")
-    grid = patch_grid(h, w, p, choose_stride(h, w, p, n_patches))
-    if mask is None:
-        keep = torch.ones(images.shape[0], grid.count, dtype=torch.bool)
-    else:
-        if mask.ndim == 3:
-            mask = mask.unsqueeze(1)
-        if mask.shape[0] != images.shape[0] or tuple(mask.shape[-2:]) != (h, w):
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match images {tuple(images.shape)}")
-        keep = (foreground_fraction(mask.detach().float().cpu(), grid) >= min_foreground)
-    return grid.boxes(), keep
+    grid, keep = patch_plan(net, images, mask, n_patches=n_patches, min_foreground=min_foreground)
+    return grid.boxes(), keep.cpu()  # read element by element below: no device sync per patch
 
 
 @contextmanager

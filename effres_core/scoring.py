@@ -15,6 +15,23 @@ from .patches import PatchGrid, choose_stride, extract_patches, foreground_fract
 REDUCTIONS = ("median", "mean")
 
 
+def patch_plan(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | None = None, *,
+               n_patches: int = 100, min_foreground: float = 0.9,
+               grid: PatchGrid | None = None) -> tuple[PatchGrid, torch.Tensor]:
+    """The patch grid for ``images`` (about ``n_patches`` patches of the net's size, unless ``grid``
+    is given) and which patches to score: ``[B, N]`` bool, those with at least ``min_foreground``
+    of ``mask`` (all when there is no mask), on the images' device."""
+    p = int(getattr(net, "patch_size", 0) or images.shape[-1])
+    h, w = images.shape[-2:]
+    if grid is None:
+        grid = patch_grid(h, w, p, choose_stride(h, w, p, n_patches))
+    if mask is None:
+        return grid, torch.ones(images.shape[0], grid.count, dtype=torch.bool, device=images.device)
+    if mask.shape[0] != images.shape[0] or tuple(mask.shape[-2:]) != (h, w):
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match images {tuple(images.shape)}")
+    return grid, foreground_fraction(mask.detach().to(images.device), grid) >= min_foreground
+
+
 def patch_scores(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | None = None, *,
                  n_patches: int = 100, min_foreground: float = 0.9, chunk_size: int = 64,
                  grid: PatchGrid | None = None) -> tuple[torch.Tensor, PatchGrid]:
@@ -30,18 +47,12 @@ def patch_scores(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | None
         grid: a fixed grid instead of one chosen from ``n_patches``.
     """
     check_images(images)
-    p = int(getattr(net, "patch_size", 0) or images.shape[-1])
-    h, w = images.shape[-2:]
-    if grid is None:
-        grid = patch_grid(h, w, p, choose_stride(h, w, p, n_patches))
+    grid, keep = patch_plan(net, images, mask, n_patches=n_patches, min_foreground=min_foreground, grid=grid)
+    p = grid.patch_size
     patches = extract_patches(images, grid)  # [B, N, 3, p, p]
     b, n = patches.shape[:2]
     flat = patches.reshape(b * n, 3, p, p)
-    keep = torch.ones(b * n, dtype=torch.bool, device=images.device)
-    if mask is not None:
-        if mask.shape[0] != b or tuple(mask.shape[-2:]) != (h, w):
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match images {tuple(images.shape)}")
-        keep = (foreground_fraction(mask.to(images.device), grid) >= min_foreground).flatten()
+    keep = keep.flatten()
     scores = torch.full((b * n,), float("nan"), dtype=images.dtype, device=images.device)
     idx = keep.nonzero().flatten()
     if idx.numel():
