@@ -9,6 +9,7 @@ samples. Each axis becomes one dense ``[out, in]`` matrix, so a resize is two ma
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import torch
 from torch import nn
@@ -117,12 +118,13 @@ def resize_antialiased(images: torch.Tensor, size: tuple[int, int], kernel: str 
     return out
 
 
-def degrade(images: torch.Tensor, factor: float, down_kernel: str = "bicubic",
-            up_kernel: str | None = None) -> tuple[torch.Tensor, float]:
-    """Downscale by ``factor`` and scale back up to the original size.
+def resample_down_up(images: torch.Tensor, factor: float, down: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor],
+                     up: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]) -> tuple[torch.Tensor, float]:
+    """Downscale by ``factor`` with the resizer ``down`` and back to the original size with ``up``.
 
-    Returns the degraded images and the factor actually applied (the rounded size over the
-    original height), which is the true effective resolution ratio of the result.
+    A resizer maps ``(images, (h, w))`` to resized images. Returns the result and the factor
+    actually applied (the rounded small height over the height): the true effective resolution
+    ratio of the result.
     """
     if not 0 < factor <= 1:
         raise ValueError(f"factor must be in (0, 1], got {factor}")
@@ -130,8 +132,17 @@ def degrade(images: torch.Tensor, factor: float, down_kernel: str = "bicubic",
     small = (max(1, round(h * factor)), max(1, round(w * factor)))
     if small == (h, w):
         return images, 1.0
-    low = resize_antialiased(images, small, down_kernel)
-    return resize_antialiased(low, (h, w), up_kernel or down_kernel), small[0] / h
+    return up(down(images, small), (h, w)), small[0] / h
+
+
+def degrade(images: torch.Tensor, factor: float, down_kernel: str = "bicubic",
+            up_kernel: str | None = None) -> tuple[torch.Tensor, float]:
+    """Downscale by ``factor`` with an antialiased kernel and scale back up to the original size.
+
+    Returns the degraded images and the factor actually applied (see :func:`resample_down_up`).
+    """
+    return resample_down_up(images, factor, lambda x, size: resize_antialiased(x, size, down_kernel),
+                            lambda x, size: resize_antialiased(x, size, up_kernel or down_kernel))
 
 
 class Resize(nn.Module):

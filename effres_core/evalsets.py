@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .degradations import KERNELS, resize_antialiased
+from .degradations import KERNELS, resample_down_up, resize_antialiased
 
 logger = logging.getLogger("effres")
 
@@ -106,14 +106,7 @@ def resample(x: Image4, factor: float, down: str, up: str) -> tuple[Image4, floa
 
     Returns the image and its true factor (the rounded small height over the height).
     """
-    if not 0 < factor <= 1:
-        raise ValueError(f"factor must be in (0, 1], got {factor}")
-    h, w = x.shape[-2:]
-    small = (max(1, round(h * factor)), max(1, round(w * factor)))
-    if small == (h, w):
-        return x, 1.0
-    low = get_resizer(down)(x, small)
-    return get_resizer(up)(low, (h, w)), small[0] / h
+    return resample_down_up(x, factor, get_resizer(down), get_resizer(up))
 
 
 # -------------------------------------------------------------------------------------- nuisances
