@@ -103,7 +103,7 @@ def bench_backbone(backbone: str, device: torch.device, rgb: np.ndarray, detecto
 
     def forward():
         with torch.inference_mode(), _autocast(device, bf16):
-            net(batch)
+            model.inference_net(batch)
 
     t_batch, cpu_batch = timed(forward, repeats, sync)
     threads = torch.get_num_threads()

@@ -79,15 +79,17 @@ class RatioScorer:
 def model_scorer(model, *, n_patches: int = 100, reduce: str = "median", device=None,
                  name: str = "effres") -> RatioScorer:
     """A scorer from a model id/folder/file (see :func:`effres_core.hub.resolve_weights`), an
-    ``EffRes`` pipeline (its ``.net``) or an :class:`~effres_core.model.EffResNet`."""
+    ``EffRes`` pipeline (its ``.inference_net``) or an :class:`~effres_core.model.EffResNet`."""
     if isinstance(model, (str, os.PathLike)) or model is None:
         from .hub import load_pretrained
 
-        net = load_pretrained(model)
+        from .model import fold_batchnorm
+
+        net = fold_batchnorm(load_pretrained(model))  # scoring only: fold BatchNorm for speed
         if device is not None:
             net = net.to(device)
-    elif isinstance(getattr(model, "net", None), torch.nn.Module):
-        net = model.net
+    elif isinstance(getattr(model, "inference_net", None), torch.nn.Module):
+        net = model.inference_net
     elif isinstance(model, torch.nn.Module):
         net = model
     else:

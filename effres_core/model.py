@@ -107,3 +107,26 @@ def _tiny_features(width: float) -> tuple[nn.Module, int]:
         nn.ReLU(),
     )
     return layers, 2 * c
+
+
+def fold_batchnorm(net: EffResNet) -> EffResNet:
+    """A frozen inference copy of ``net`` with each BatchNorm folded into the convolution before it.
+
+    In eval mode BatchNorm is an affine map, so folding it into the convolution's weights changes
+    neither the outputs nor their gradients with respect to the input (up to float rounding); it
+    saves the separate BatchNorm pass, about a third of MobileNetV2's CPU time on 128 px patches
+    (benchmarks/bench_score.py). ``net`` itself is left untouched, so it can still be trained or
+    saved. A backbone torch.fx cannot trace is copied unfolded.
+    """
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    folded = copy.deepcopy(net).eval()
+    try:
+        folded.features = fuse(folded.features)
+    except Exception:  # noqa: BLE001 - an untraceable custom backbone still works, just unfolded
+        pass
+    for p in folded.parameters():
+        p.requires_grad_(False)
+    return folded

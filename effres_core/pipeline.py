@@ -17,7 +17,7 @@ from . import hub
 from .faces import FaceBox, expand_box, get_detector
 from .imageio import ImageLoadError, array_to_rgb, load_image, rgb_to_tensor, tensor_to_rgb_list
 from .masks import get_masker
-from .model import EffResNet
+from .model import EffResNet, fold_batchnorm
 from .patches import scores_to_map
 from .scoring import effective_resolution_ratio, patch_scores
 
@@ -100,6 +100,9 @@ class EffRes(nn.Module):
         self.net = net.eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
+        # What scoring runs: the same function with BatchNorm folded away (~1.6x faster on CPU).
+        # Built once here: change ``net``'s weights afterwards and build a new EffRes.
+        self.inference_net = fold_batchnorm(self.net)
         self.n_patches, self.min_foreground, self.margin, self.chunk_size = n_patches, min_foreground, margin, chunk_size
         self.detector_name, self.masker_name = detector, masker
         self._detect = self._mask = None
@@ -107,6 +110,7 @@ class EffRes(nn.Module):
         if self.device.type == "cpu":
             # oneDNN's convolutions run ~2x faster on channels-last weights (benchmarks/bench_score.py).
             self.net.to(memory_format=torch.channels_last)
+            self.inference_net.to(memory_format=torch.channels_last)
 
     # ---- weights -------------------------------------------------------------------------------
     @classmethod
@@ -147,7 +151,8 @@ class EffRes(nn.Module):
     def ratio(self, images: torch.Tensor, mask: torch.Tensor | None = None, reduce: str = "median",
               clip: bool = True) -> torch.Tensor:
         """Whole-image ratio ``[B]`` of ``[B, 3, H, W]`` images in [0, 1]; keeps gradients."""
-        return effective_resolution_ratio(self.net, images.to(self.device), None if mask is None else mask.to(self.device),
+        mask = None if mask is None else mask.to(self.device)
+        return effective_resolution_ratio(self.inference_net, images.to(self.device), mask,
                                           n_patches=self.n_patches, min_foreground=self.min_foreground,
                                           reduce=reduce, clip=clip, chunk_size=self.chunk_size)
 
@@ -242,7 +247,7 @@ class EffRes(nn.Module):
                 continue
             x = rgb_to_tensor(rgb[crop.y0:crop.y1, crop.x0:crop.x1], self.device)
             m = torch.from_numpy(mask)[None, None].to(self.device)
-            scores, grid = patch_scores(self.net, x, m, n_patches=self.n_patches,
+            scores, grid = patch_scores(self.inference_net, x, m, n_patches=self.n_patches,
                                         min_foreground=self.min_foreground, chunk_size=self.chunk_size)
             scores = scores[0].float().clamp(0, 1)
             kept = scores[~torch.isnan(scores)]

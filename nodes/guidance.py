@@ -135,7 +135,7 @@ class EffResGuidance(io.ComfyNode):
                 mask = mask.detach().clone().float()
         patched = model.clone()
         sampling = patched.get_model_object("model_sampling")
-        hook = SharpnessHook(vae, effres_model.net, patched.get_model_object("latent_format"), scale,
+        hook = SharpnessHook(vae, effres_model.inference_net, patched.get_model_object("latent_format"), scale,
                              sigma_start=float(sampling.percent_to_sigma(start_percent)),
                              sigma_end=float(sampling.percent_to_sigma(end_percent)),
                              max_decode_size=max_decode_size, mask=mask)

@@ -60,3 +60,16 @@ def real_face_path() -> Path:
     if not REAL_FACE.is_file():
         pytest.skip(f"shared face data not found at {REAL_FACE}")
     return REAL_FACE
+
+
+def randomise_batchnorm(net):
+    """``net`` in eval mode with random BatchNorm statistics, so that folding them is not a no-op."""
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            m.weight.data.copy_(torch.randn(c, generator=g))
+            m.bias.data.copy_(torch.randn(c, generator=g))
+    return net.eval()

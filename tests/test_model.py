@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from effres_core.model import BACKBONES, EffResNet
+from effres_core.model import BACKBONES, EffResNet, fold_batchnorm
 
-from conftest import SHARED, make_tiny_net
+from conftest import SHARED, make_tiny_net, randomise_batchnorm
 
 
 def test_tiny_forward_shape_and_start_value():
@@ -72,3 +72,34 @@ def test_from_imagenet_offline(monkeypatch):
     net = EffResNet.from_imagenet("mobilenet_v2", patch_size=32)
     reference = torchvision.models.mobilenet_v2(weights=torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1)
     assert torch.equal(net.features[0][0].weight, reference.features[0][0].weight)
+
+
+def _count_batchnorm(net):
+    return sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+
+@pytest.mark.parametrize("backbone", ["tiny", "mobilenet_v2"])
+def test_fold_batchnorm_same_function_and_input_gradient(backbone):
+    torch.manual_seed(0)
+    net = make_tiny_net() if backbone == "tiny" else EffResNet(backbone, patch_size=64)
+    net = randomise_batchnorm(net).double()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net)
+    assert _count_batchnorm(folded) == 0 and _count_batchnorm(net) > 0
+    assert all(not p.requires_grad for p in folded.parameters())
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64, requires_grad=True)
+    y = net(x)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    y_folded = folded(x)
+    (g_folded,) = torch.autograd.grad(y_folded.sum(), x)
+    torch.testing.assert_close(y_folded, y)
+    torch.testing.assert_close(g_folded, g)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # original untouched
+    assert net.training is False and folded.config == net.config
+
+
+def test_fold_batchnorm_gradcheck():
+    net = randomise_batchnorm(make_tiny_net()).double()
+    folded = fold_batchnorm(net)
+    x = torch.rand(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(folded, (x,))
