@@ -82,7 +82,7 @@ def bench_backbone(backbone: str, device: torch.device, rgb: np.ndarray, detecto
     net = EffResNet(backbone, patch_size=p).eval()
     model = EffRes(net, detector=detector, masker="ellipse", device=device, chunk_size=chunk_size)
     if contiguous_weights:  # undo EffRes's channels-last default on CPU, to see what it buys
-        net.to(memory_format=torch.contiguous_format)
+        model.inference_net.to(memory_format=torch.contiguous_format)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     # Stages on their own: detection and mask (CPU, numpy/OpenCV), then the network.

@@ -202,9 +202,11 @@ def model_card(run_dir: str | Path, config: dict, run_config: dict, metrics: lis
         for key, value in validation.items():
             if isinstance(value, (int, float)) and key != "seconds":
                 lines.append(f"| {_METRIC_NAMES.get(key, key)} (`{key}`) | {_fmt(float(value))} |")
-    else:
-        lines.append("No validation numbers were recorded for this checkpoint (the run had no validation data).")
     history = [r for r in metrics if any(k in r for k in ("folder_srcc", "val_mape"))]
+    if not validation:
+        lines.append("No validation numbers were recorded for this checkpoint: it was saved between validations "
+                     "(see the table below)." if history else
+                     "No validation numbers were recorded for this checkpoint (the run had no validation data).")
     if history:
         keys = [k for k in ("val_mape", "folder_srcc", "folder_pra", "pooled_srcc") if any(k in r for r in history)]
         lines += ["", "Validation during training:", "", "| step | " + " | ".join(keys) + " |",
