@@ -46,6 +46,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     raise ImportError("effres_core.diffusers_callback needs diffusers: pip install 'effres[diffusers]'") from err
 
 from .guidance import CAP_MODES, NORMALIZATIONS, GuidanceWindow, sharpness_gradient_with_score
+from .model import scoring_net
 
 logger = logging.getLogger("effres")
 
@@ -225,7 +226,7 @@ class EffResGuidanceCallback(PipelineCallback):
             from .pipeline import EffRes
 
             model = EffRes.from_pretrained(model)
-        if not isinstance(getattr(model, "net", model), nn.Module):
+        if not isinstance(scoring_net(model), nn.Module):
             raise TypeError(f"model must be an EffRes, an EffResNet or a model id, got {type(model).__name__}")
         if face_mask and not hasattr(model, "face_masks"):
             raise ValueError("face_mask=True needs an EffRes (a bare EffResNet cannot find faces)")
@@ -263,7 +264,7 @@ class EffResGuidanceCallback(PipelineCallback):
         if x0 is None or x0.shape != latents.shape:
             logger.debug("effres guidance: no x0 estimate at step %d; skipped (call attach(pipe) first)", step_index)
             return callback_kwargs
-        net = getattr(self.model, "net", self.model)
+        net = scoring_net(self.model)
         if next(net.parameters()).device != latents.device:
             self.model.to(latents.device)
         vae = pipeline.vae

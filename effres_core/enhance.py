@@ -35,6 +35,7 @@ from torch import nn
 
 from .adversarial import l2_pgd
 from .losses import eval_mode, sharpness_score
+from .model import scoring_net
 from .scoring import effective_resolution_ratio
 
 logger = logging.getLogger("effres")
@@ -151,8 +152,7 @@ def _resolve_mask(model: nn.Module, x: torch.Tensor, mask) -> torch.Tensor | Non
 
 
 def _settings(model: nn.Module) -> tuple[nn.Module, dict]:
-    # An EffRes brings a BatchNorm-folded copy of its net: same gradients, less work.
-    net = getattr(model, "inference_net", None) or getattr(model, "net", model)
+    net = scoring_net(model)
     if not isinstance(net, nn.Module) or not hasattr(net, "patch_size"):
         raise TypeError(f"expected an EffRes or an EffResNet, got {type(model).__name__}")
     return net, {"n_patches": getattr(model, "n_patches", 100), "min_foreground": getattr(model, "min_foreground", 0.9),

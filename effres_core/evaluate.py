@@ -82,16 +82,15 @@ def model_scorer(model, *, n_patches: int = 100, reduce: str = "median", device=
     ``EffRes`` pipeline (its ``.inference_net``) or an :class:`~effres_core.model.EffResNet`."""
     if isinstance(model, (str, os.PathLike)) or model is None:
         from .hub import load_pretrained
-
         from .model import fold_batchnorm
 
         net = fold_batchnorm(load_pretrained(model))  # scoring only: fold BatchNorm for speed
         if device is not None:
             net = net.to(device)
-    elif isinstance(getattr(model, "inference_net", None), torch.nn.Module):
-        net = model.inference_net
     elif isinstance(model, torch.nn.Module):
-        net = model
+        from .model import scoring_net
+
+        net = scoring_net(model)
     else:
         raise TypeError(f"cannot make a scorer from {type(model).__name__}; pass a model id, EffRes or EffResNet")
     return RatioScorer(net, n_patches=n_patches, reduce=reduce, device=device, name=name)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .losses import eval_mode, sharpness_score
+from .model import scoring_net
 
 NORMALIZATIONS = ("rms", "l2", "none")
 CAP_MODES = ("crop", "random_crop", "resize")
@@ -97,7 +98,7 @@ def sharpness_gradient_with_score(x0: torch.Tensor, decode: Callable[[torch.Tens
         raise ValueError(f"cap_mode must be one of {CAP_MODES}, got {cap_mode!r}")
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-    net = getattr(net, "net", net)  # an EffRes or a bare EffResNet
+    net = scoring_net(net)  # an EffRes or a bare EffResNet
     param = next(net.parameters())
     # Samplers run under no_grad or inference_mode: switch both off here only, on a clone.
     with torch.inference_mode(False), torch.enable_grad(), eval_mode(net):

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .model import scoring_net
 from .scoring import check_images, patch_plan
 
 CLIP_MODES = ("none", "soft")
@@ -190,7 +191,7 @@ class SharpnessLoss(nn.Module):
     def __init__(self, model: nn.Module, n_patches: int = 25, min_foreground: float = 0.9, clip: str = "soft",
                  chunk_size: int = 16):
         super().__init__()
-        net = getattr(model, "net", model)
+        net = scoring_net(model)
         if not isinstance(net, nn.Module):
             raise TypeError(f"expected an EffRes or EffResNet, got {type(model).__name__}")
         if clip not in CLIP_MODES:

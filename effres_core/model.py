@@ -130,3 +130,14 @@ def fold_batchnorm(net: EffResNet) -> EffResNet:
     for p in folded.parameters():
         p.requires_grad_(False)
     return folded
+
+
+def scoring_net(model: nn.Module) -> nn.Module:
+    """The patch regressor to score or differentiate with, given an ``EffRes`` or a bare network:
+    an ``EffRes``'s BatchNorm-folded ``inference_net`` (same function, less work), else its
+    ``net``, else ``model`` itself."""
+    for name in ("inference_net", "net"):
+        net = getattr(model, name, None)
+        if isinstance(net, nn.Module):
+            return net
+    return model

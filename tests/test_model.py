@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from effres_core.model import BACKBONES, EffResNet, fold_batchnorm
+from effres_core.model import BACKBONES, EffResNet, fold_batchnorm, scoring_net
 
 from conftest import SHARED, make_tiny_net, randomise_batchnorm
 
@@ -103,3 +103,15 @@ def test_fold_batchnorm_gradcheck():
     folded = fold_batchnorm(net)
     x = torch.rand(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(folded, (x,))
+
+
+def test_scoring_net_prefers_the_folded_copy():
+    from effres_core.pipeline import EffRes
+
+    net = make_tiny_net()
+    model = EffRes(net, detector="whole", masker="none", device="cpu")
+    assert scoring_net(model) is model.inference_net
+    assert scoring_net(net) is net
+    holder = torch.nn.Module()
+    holder.net = net  # anything with only a .net (e.g. a loss wrapping the scorer)
+    assert scoring_net(holder) is net
