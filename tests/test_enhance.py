@@ -176,6 +176,17 @@ def test_enhance_file_and_cli(tmp_path, net, face):
     assert (tmp_path / "cli.png").is_file()
 
 
+def test_cli_missing_model_is_a_message_not_a_traceback(tmp_path, face, capsys):
+    from PIL import Image
+
+    from effres_core.cli import main
+
+    Image.fromarray(face).save(tmp_path / "in.png")
+    code = main(["enhance", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--model", str(tmp_path / "nope")])
+    assert code == 2 and not (tmp_path / "out.png").exists()
+    assert "effres enhance: cannot find model" in capsys.readouterr().err
+
+
 def test_package_export_is_callable_in_any_import_order(net, face):
     import effres_core  # noqa: F401
     import effres_core.enhance  # noqa: F401  (binds the package attribute to the module)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -34,15 +35,17 @@ def _fmt(value: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..enhance import enhance_file
     from ..imageio import ImageLoadError
-    from ..pipeline import EffRes
+    from ._model import load_effres
 
-    model = EffRes.from_pretrained(args.model, device=args.device)
+    model = load_effres("enhance", args.model, device=args.device)
+    if model is None:
+        return 2
     try:
         result = enhance_file(args.input, args.output, model, direction="soften" if args.soften else "sharpen",
                               steps=args.steps, step_size=args.step_size, max_change=args.max_change,
                               mask=False if args.no_mask else None)
     except ImageLoadError as err:
-        print(f"effres enhance: {err}")
+        print(f"effres enhance: {err}", file=sys.stderr)
         return 2
     before, after = float(result.before[0]), float(result.after[0])
     raw_before, raw_after = float(result.raw_before[0]), float(result.raw_after[0])

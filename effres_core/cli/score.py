@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..faces import DETECTORS
 from ..masks import MASKERS
+from ._model import load_effres
 
 CSV_COLUMNS = ("path", "ratio", "effective_height", "effective_width", "height", "width", "faces",
                "detector", "masker", "reason", "error")
@@ -50,27 +51,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _load_model(args):
     """The scorer, or ``None`` after printing why it cannot be loaded."""
-    from ..hub import WeightsNotFoundError
-    from ..pipeline import EffRes
-
     if args.patches < 1:
         print(f"effres score: --patches must be at least 1, got {args.patches}", file=sys.stderr)
         return None
-    try:
-        model = EffRes.from_pretrained(args.model, revision=args.revision, device=args.device,
-                                       detector=args.detector, masker=args.masker, n_patches=args.patches)
-        model._components()  # resolve detector and masker now: a missing one fails once, up front
-    except WeightsNotFoundError as err:
-        if args.model is None:
-            print("effres score: the bundled default model is missing (effres_core/weights/default); reinstall "
-                  "effres.\n"
-                  "Pass one with --model: a folder with model.safetensors, a .safetensors file, or a Hub repo id.\n"
-                  f"({err})", file=sys.stderr)
-        else:
-            print(f"effres score: cannot find model {args.model!r}: {err}", file=sys.stderr)
-        return None
-    except (OSError, ValueError, RuntimeError) as err:
-        print(f"effres score: cannot load the scorer: {err}", file=sys.stderr)
+    model = load_effres("score", args.model, revision=args.revision, device=args.device,
+                        detector=args.detector, masker=args.masker, n_patches=args.patches)
+    if model is None:
         return None
     print(f"effres: model {args.model or 'default'} ({model.net.backbone}, {model.patch_size}px patches) on "
           f"{model.device}, detector {model.detector_resolved}, masker {model.masker_resolved}", file=sys.stderr)
