@@ -128,15 +128,23 @@ def push_to_hub(net: EffResNet, repo_id: str, model_card: str | None = None, pri
     """Upload the weights, config and an optional model card (``README.md``) to a Hub repo."""
     import tempfile
 
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(repo_id, exist_ok=True, private=private)
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(net, tmp, extra_config)
         if model_card:
             Path(tmp, "README.md").write_text(model_card)
-        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message="Upload effres model")
+        return upload_model_folder(tmp, repo_id, private=private)
+
+
+def upload_model_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = False,
+                        commit_message: str = "Upload effres model", allow_patterns: list[str] | None = None) -> str:
+    """Create the Hub repo ``repo_id`` if needed and upload ``folder`` (only ``allow_patterns`` when
+    given) in one commit; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True, private=private)
+    kwargs = {"allow_patterns": allow_patterns} if allow_patterns is not None else {}
+    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, **kwargs)
     return str(getattr(info, "commit_url", info))
 
 

@@ -265,14 +265,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, push_to_hub: str | None
     (out_dir / CARD_NAME).write_text(card)
     (out_dir / "README.md").write_text(card)
     if push_to_hub:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-        api.create_repo(push_to_hub, exist_ok=True, private=private)
-        api.upload_folder(repo_id=push_to_hub, folder_path=str(out_dir),
-                          allow_patterns=[hub.WEIGHTS_NAME, hub.CONFIG_NAME, "README.md", CARD_NAME],
-                          commit_message=f"Upload effres model ({used} of {run_dir.name}, step "
-                                         f"{config.get('trained_steps', '?')})")
+        hub.upload_model_folder(out_dir, push_to_hub, private=private,
+                                allow_patterns=[hub.WEIGHTS_NAME, hub.CONFIG_NAME, "README.md", CARD_NAME],
+                                commit_message=f"Upload effres model ({used} of {run_dir.name}, step "
+                                               f"{config.get('trained_steps', '?')})")
     return out_dir
 
 
