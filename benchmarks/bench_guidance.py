@@ -40,8 +40,8 @@ def one_setting(size: int, cap: int | None, device: str, scorer_patch: int, chec
     import torch
     from diffusers import DDIMScheduler
 
-    from effres_core.diffusers_callback import EffResGuidanceCallback
-    from effres_core.model import EffResNet
+    from effres_core.integrations.diffusers import EffResGuidanceCallback
+    from effres_core.model.net import EffResNet
 
     torch.manual_seed(0)
     vae = real_size_vae().to(device)

@@ -32,10 +32,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from effres_core.faces import expand_box, get_detector  # noqa: E402
-from effres_core.masks import get_masker  # noqa: E402
-from effres_core.model import EffResNet  # noqa: E402
-from effres_core.pipeline import EffRes  # noqa: E402
+from effres_core.measure.faces import expand_box, get_detector  # noqa: E402
+from effres_core.measure.masks import get_masker  # noqa: E402
+from effres_core.model.net import EffResNet  # noqa: E402
+from effres_core.measure.scorer import EffRes  # noqa: E402
 
 REAL_FACE = ROOT.parent / "shared" / "data" / "faces" / "val" / "real_pyfeat_0-f1-su-ph.jpg"
 #: The patch size each backbone is trained with (train/configs): light model 128, the paper's 256.

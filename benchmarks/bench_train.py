@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from effres_core.model import EffResNet  # noqa: E402
+from effres_core.model.net import EffResNet  # noqa: E402
 from train import run as train_run  # noqa: E402
 from train.data import FaceSample, SampleSettings, make_batch  # noqa: E402
 

@@ -74,11 +74,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    from effres_core.enhance import enhance
-    from effres_core.hub import load_pretrained
-    from effres_core.imageio import load_image
-    from effres_core.model import EffResNet
-    from effres_core.pipeline import EffRes
+    from effres_core.gradient.enhance import enhance
+    from effres_core.model.hub import load_pretrained
+    from effres_core.measure.imageio import load_image
+    from effres_core.model.net import EffResNet
+    from effres_core.measure.scorer import EffRes
 
     if args.tiny:
         torch.manual_seed(0)

@@ -4,7 +4,7 @@ gradient is *meaningful*, i.e. whether sharpening a face along it also convinces
     python benchmarks/make_ablation_report.py --models pgd=runs/cpu-default/last nopgd=runs/ablation-no-pgd/last \\
         --out docs/ablations.md --max-side 384 --n-patches 25
 
-The transfer table: each row model sharpens the same 2x-upscaled validation faces (`effres_core.enhance`,
+The transfer table: each row model sharpens the same 2x-upscaled validation faces (`effres_core.gradient.enhance`,
 its default 10 L2 PGD steps); each column model scores the result. A gradient that only fools its
 own model raises the diagonal and little else (the paper's motivation for adversarial training).
 Nothing in the report is typed by hand.
@@ -37,9 +37,9 @@ def enhancement_transfer(nets: dict, faces, steps: int, n_patches: int) -> dict[
     """``{enhancer: {judge: mean score gain}}`` on 2x-upscaled copies of ``faces``."""
     import torch
 
-    from effres_core.degradations import degrade
-    from effres_core.enhance import enhance
-    from effres_core.scoring import effective_resolution_ratio
+    from effres_core.synthesis.degradations import degrade
+    from effres_core.gradient.enhance import enhance
+    from effres_core.measure.scoring import effective_resolution_ratio
 
     soft = [degrade(f.image.float(), 0.5, "bicubic")[0].clamp(0, 1) for f in faces]
 
@@ -74,8 +74,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from effres_core.evaluate import evaluate_many, format_markdown, jsonable, model_scorer
-    from effres_core.evalsets import load_sharp_faces
+    from effres_core.evaluation.evaluate import evaluate_many, format_markdown, jsonable, model_scorer
+    from effres_core.evaluation.evalsets import load_sharp_faces
 
     torch.set_num_threads(args.threads)
     models = parse_models(args.models)

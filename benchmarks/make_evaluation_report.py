@@ -97,7 +97,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from effres_core.evaluate import (baseline_scorers, evaluate_many, format_markdown, jsonable, model_scorer,
+    from effres_core.evaluation.evaluate import (baseline_scorers, evaluate_many, format_markdown, jsonable, model_scorer,
                                       plot_ratio_vs_factor)
 
     torch.set_num_threads(args.threads)
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         f"cropped by {', '.join(first['cropped_by'])}, halved (antialiased) and capped at {args.max_side} px",
         f"- evaluation time (all scorers, {args.threads} thread(s)): {seconds:.0f} s",
         "",
-        "How the sets are made (`effres_core/evalsets.py`): **mixed folders** hold 10 versions of one face "
+        "How the sets are made (`effres_core/evaluation/evalsets.py`): **mixed folders** hold 10 versions of one face "
         "at 10 true factors (log-uniform strata of [1/10, 1], the top one 1), each with its own down/up "
         "resizer and its own nuisance; `seen` uses the training's kernels and nuisances, `unseen` only "
         "OpenCV/Pillow resizers (OpenCV cubic a=-0.75, linear and Lanczos-4 without antialiasing, Pillow "

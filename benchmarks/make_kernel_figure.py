@@ -3,7 +3,7 @@
     python benchmarks/make_kernel_figure.py [--image FACE.jpg] [--out docs/images/kernels.png]
 
 Each tile is the face crop downscaled to 1/4 with the kernel and scaled back up with the same
-kernel (``effres_core.degradations.degrade``), so every tile has the same true ratio 0.25; the
+kernel (``effres_core.synthesis.degradations.degrade``), so every tile has the same true ratio 0.25; the
 first tile is the sharp original. The face is cropped with the Haar detector (whole image if none).
 """
 
@@ -20,15 +20,15 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from effres_core.degradations import KERNELS, degrade  # noqa: E402
+from effres_core.synthesis.degradations import KERNELS, degrade  # noqa: E402
 
 DEFAULT_FACE = ROOT.parent / "shared" / "data" / "faces" / "val" / "openpeople_P009_studio_portrait.jpg"
 
 
 def face_crop(path: Path, size: int) -> np.ndarray:
     """A square ``size`` px crop around the largest Haar face of ``path`` (uint8 RGB)."""
-    from effres_core.faces import expand_box, get_detector
-    from effres_core.imageio import load_image
+    from effres_core.measure.faces import expand_box, get_detector
+    from effres_core.measure.imageio import load_image
 
     rgb = load_image(path)
     if min(rgb.shape[:2]) >= 1024:  # the shipped JPEGs are only pixel-sharp at half size

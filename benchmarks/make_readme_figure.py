@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from effres_core import EffRes  # noqa: E402
-from effres_core.heatmap import render_result  # noqa: E402
-from effres_core.imageio import load_image  # noqa: E402
+from effres_core.measure.heatmap import render_result  # noqa: E402
+from effres_core.measure.imageio import load_image  # noqa: E402
 
 EXAMPLES = ("portrait_sharp.jpg", "portrait_4x_upscaled.jpg")
 

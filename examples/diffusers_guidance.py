@@ -105,11 +105,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="guidance_example.png")
     args = parser.parse_args(argv)
 
-    from effres_core.diffusers_callback import EffResGuidanceCallback
-    from effres_core.losses import sharpness_score
+    from effres_core.integrations.diffusers import EffResGuidanceCallback
+    from effres_core.gradient.losses import sharpness_score
 
     if args.tiny:
-        from effres_core.model import EffResNet
+        from effres_core.model.net import EffResNet
 
         pipe = build_tiny_pipeline("sdxl" if args.xl else "sd")
         torch.manual_seed(0)
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     else:
         from diffusers import AutoPipelineForText2Image
 
-        from effres_core.pipeline import EffRes
+        from effres_core.measure.scorer import EffRes
 
         dtype = torch.float16 if args.device == "cuda" else torch.float32
         pipe = AutoPipelineForText2Image.from_pretrained(args.model_id, torch_dtype=dtype).to(args.device)

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from effres_core.degradations import degrade, resize_antialiased  # noqa: E402
-from effres_core.imageio import load_image  # noqa: E402
+from effres_core.synthesis.degradations import degrade, resize_antialiased  # noqa: E402
+from effres_core.measure.imageio import load_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "faces" / "val"

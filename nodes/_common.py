@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..effres_core.pipeline import EffRes, ScoreResult
+from ..effres_core.measure.scorer import EffRes, ScoreResult
 
 #: Score outputs use this for "no usable face" so that FLOAT/INT sockets always carry a number.
 NOT_SCORED = -1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from ..effres_core.enhance import DIRECTIONS, enhance
+from ..effres_core.gradient.enhance import DIRECTIONS, enhance
 from ._common import NOT_SCORED, autograd_ready, check_image, check_mask, grad_input, image_to_rgb, rgb_to_image
 from .loader import EffResModel
 

@@ -7,7 +7,7 @@ import json
 import torch
 from comfy_api.latest import io, ui
 
-from ..effres_core.selection import select
+from ..effres_core.measure.selection import select
 from ._common import check_image, describe, effective_height, score_images
 from .loader import EffResModel
 

@@ -14,7 +14,7 @@ import time
 import torch
 from comfy_api.latest import io
 
-from ..effres_core.guidance import sharpness_gradient
+from ..effres_core.gradient.guidance import sharpness_gradient
 from ._common import autograd_ready
 from .loader import EffResModel
 

@@ -9,10 +9,10 @@ from collections import OrderedDict
 import torch
 from comfy_api.latest import io
 
-from ..effres_core import hub
-from ..effres_core.faces import DETECTORS
-from ..effres_core.masks import MASKERS
-from ..effres_core.pipeline import EffRes
+from ..effres_core.model import hub
+from ..effres_core.measure.faces import DETECTORS
+from ..effres_core.measure.masks import MASKERS
+from ..effres_core.measure.scorer import EffRes
 
 logger = logging.getLogger("effres")
 
@@ -21,7 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 FOLDER = "effres"
 _CACHE_SIZE = 4
 
-#: The type that carries a loaded :class:`~effres_core.pipeline.EffRes` between our nodes.
+#: The type that carries a loaded :class:`~effres_core.measure.scorer.EffRes` between our nodes.
 EffResModel = io.Custom("EFFRES_MODEL")
 
 _cache: "OrderedDict[tuple, EffRes]" = OrderedDict()
@@ -52,7 +52,7 @@ def weight_choices() -> list[str]:
 
 
 def resolve_choice(weights: str, hub_id: str = "") -> str | None:
-    """The model id for :func:`effres_core.hub.resolve_weights`: None (default), a path or a Hub id."""
+    """The model id for :func:`effres_core.model.hub.resolve_weights`: None (default), a path or a Hub id."""
     if hub_id and hub_id.strip():
         return hub_id.strip()
     if weights in ("", DEFAULT_CHOICE):

@@ -15,7 +15,7 @@ REAL_FACE = SHARED / "data" / "faces" / "val" / "real_pyfeat_0-f1-su-ph.jpg"
 
 def make_tiny_net(seed: int = 0, patch_size: int = 32, width: float = 0.25):
     """A tiny random :class:`EffResNet` in eval mode, the same for the same seed."""
-    from effres_core.model import EffResNet
+    from effres_core.model.net import EffResNet
 
     torch.manual_seed(seed)
     return EffResNet(patch_size=patch_size, width=width).eval()
@@ -44,7 +44,7 @@ def tiny_net():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved tiny model folder (``model.safetensors`` + ``config.json``)."""
-    from effres_core import hub
+    from effres_core.model import hub
 
     return hub.save_pretrained(make_tiny_net(), tmp_path_factory.mktemp("tiny_model"))
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from effres_core.baselines import BASELINES, high_frequency_share, jpeg_bytes_per_pixel, laplacian_variance
-from effres_core.degradations import degrade
+from effres_core.evaluation.baselines import BASELINES, high_frequency_share, jpeg_bytes_per_pixel, laplacian_variance
+from effres_core.synthesis.degradations import degrade
 
 
 def _texture(seed: int = 0, size: int = 64) -> torch.Tensor:

@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from effres_core import hub
+from effres_core.model import hub
 from effres_core.cli import score
 
 from conftest import face_like_image

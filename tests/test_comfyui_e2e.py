@@ -34,7 +34,7 @@ pytestmark = [
 def setup(tmp_path_factory):
     from PIL import Image
 
-    from effres_core import hub
+    from effres_core.model import hub
 
     tmp = tmp_path_factory.mktemp("comfyui_e2e")
     pack = tmp / "effres"
@@ -50,7 +50,7 @@ def setup(tmp_path_factory):
         image.save(folder / "effres_face.png")
     weights = ""
     if not (hub.BUNDLED_DEFAULT / hub.WEIGHTS_NAME).is_file():
-        from effres_core.model import EffResNet
+        from effres_core.model.net import EffResNet
 
         torch.manual_seed(0)
         weights = str(hub.save_pretrained(EffResNet(patch_size=32, width=0.25).eval(), tmp / "tiny"))

@@ -80,7 +80,7 @@ def test_two_ranks_train_and_rank0_checkpoints(train_dir, tmp_path):
 def test_two_ranks_match_one_process_with_the_same_effective_batch(train_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from effres_core.model import EffResNet
+    from effres_core.model.net import EffResNet
     from train import run as train_run
 
     ddp_out, single_out = tmp_path / "ddp", tmp_path / "single"

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from effres_core import EffRes, hub
-from effres_core.degradations import degrade
-from effres_core.imageio import load_image, rgb_to_tensor
+from effres_core import EffRes
+from effres_core.model import hub
+from effres_core.synthesis.degradations import degrade
+from effres_core.measure.imageio import load_image, rgb_to_tensor
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "faces"
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def default_model():
     if not (hub.BUNDLED_DEFAULT / hub.WEIGHTS_NAME).is_file():
-        pytest.fail("the bundled default model is missing from effres_core/weights/default")
+        pytest.fail("the bundled default model is missing from effres_core/model/weights/default")
     return EffRes.from_pretrained(device="cpu")
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from effres_core.degradations import KERNELS, Resize, degrade, resize_antialiased, resize_matrix
+from effres_core.synthesis.degradations import KERNELS, Resize, degrade, resize_antialiased, resize_matrix
 
 #: Our kernels that Pillow implements the same way (Pillow's LANCZOS is lanczos3, BOX is area).
 PILLOW = {"area": Image.BOX, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,

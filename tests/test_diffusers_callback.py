@@ -1,4 +1,4 @@
-"""Tests for effres_core.diffusers_callback on tiny random diffusers pipelines (offline, CPU)."""
+"""Tests for effres_core.integrations.diffusers on tiny random diffusers pipelines (offline, CPU)."""
 
 import importlib.util
 import inspect
@@ -13,9 +13,9 @@ pytest.importorskip("transformers")
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler  # noqa: E402
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback  # noqa: E402
 
-from effres_core.diffusers_callback import EffResGuidanceCallback, _StepRecorder, x0_from_record  # noqa: E402
-from effres_core.losses import sharpness_score  # noqa: E402
-from effres_core.model import EffResNet  # noqa: E402
+from effres_core.integrations.diffusers import EffResGuidanceCallback, _StepRecorder, x0_from_record  # noqa: E402
+from effres_core.gradient.losses import sharpness_score  # noqa: E402
+from effres_core.model.net import EffResNet  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "diffusers_guidance.py"
 

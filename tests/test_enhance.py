@@ -1,4 +1,4 @@
-"""Tests for effres_core.enhance: L2 PGD along the scorer's own gradient."""
+"""Tests for effres_core.gradient.enhance: L2 PGD along the scorer's own gradient."""
 
 import glob
 from pathlib import Path
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from effres_core.enhance import EnhanceResult, enhance, enhance_file
-from effres_core.model import EffResNet
+from effres_core.gradient.enhance import EnhanceResult, enhance, enhance_file
+from effres_core.model.net import EffResNet
 
 FACES = sorted(glob.glob(str(Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "val" / "*.jpg"))
                or glob.glob("/work/shared/data/faces/val/*.jpg"))
@@ -163,9 +163,9 @@ def test_enhance_file_and_cli(tmp_path, net, face):
     written = np.asarray(Image.open(tmp_path / "out.png"))
     assert np.array_equal(written, result.images)
 
-    pytest.importorskip("effres_core.pipeline")
+    pytest.importorskip("effres_core.measure.scorer")
     from effres_core.cli import enhance as cli
-    from effres_core.hub import save_pretrained
+    from effres_core.model.hub import save_pretrained
 
     save_pretrained(net, tmp_path / "model")
     parser = __import__("argparse").ArgumentParser()
@@ -189,8 +189,10 @@ def test_cli_missing_model_is_a_message_not_a_traceback(tmp_path, face, capsys):
 
 def test_package_export_is_callable_in_any_import_order(net, face):
     import effres_core  # noqa: F401
-    import effres_core.enhance  # noqa: F401  (binds the package attribute to the module)
+    import effres_core.gradient.enhance  # noqa: F401  (binds the package attribute to the module)
     from effres_core import enhance as exported
+    from effres_core.gradient import enhance as from_package
 
+    assert from_package is exported
     out = exported(net, face, steps=1, n_patches=16)
     assert isinstance(out, EnhanceResult)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from effres_core import evaluate as ev
-from effres_core import evalsets as es
-from effres_core.baselines import laplacian_variance
-from effres_core.model import EffResNet
+import effres_core.evaluation.evaluate as ev
+from effres_core.evaluation import evalsets as es
+from effres_core.evaluation.baselines import laplacian_variance
+from effres_core.model.net import EffResNet
 
 # Crop sizes of the tiny sets: small enough to be fast, large enough for 32 px patches.
 SIDE = 64
@@ -204,7 +204,7 @@ def test_quick_validation_caches(tmp_path, monkeypatch):
 
 
 def test_labels_csv(tmp_path):
-    from effres_core.degradations import degrade
+    from effres_core.synthesis.degradations import degrade
 
     faces = _faces(tmp_path)
     rows = ["folder,path,label"]
@@ -238,7 +238,7 @@ def _cli(argv):
 
 
 def test_cli_evaluate(tmp_path, capsys):
-    from effres_core.hub import save_pretrained
+    from effres_core.model.hub import save_pretrained
 
     folder = _write_faces(tmp_path / "sharp", 1, size=SIDE)
     model_dir = save_pretrained(_tiny_net(), tmp_path / "model")

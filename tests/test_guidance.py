@@ -1,4 +1,4 @@
-"""Tests for effres_core.guidance: the latent sharpness gradient and the guidance window."""
+"""Tests for effres_core.gradient.guidance: the latent sharpness gradient and the guidance window."""
 
 import subprocess
 import sys
@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from effres_core.guidance import GuidanceWindow, normalize_gradient, sharpness_gradient, \
+from effres_core.gradient.guidance import GuidanceWindow, normalize_gradient, sharpness_gradient, \
     sharpness_gradient_with_score
-from effres_core.model import EffResNet
+from effres_core.model.net import EffResNet
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,6 @@ def test_guidance_window():
 
 
 def test_core_modules_do_not_import_diffusers():
-    code = ("import sys, effres_core, effres_core.guidance, effres_core.enhance, effres_core.losses; "
+    code = ("import sys, effres_core, effres_core.gradient.guidance, effres_core.gradient.enhance, effres_core.gradient.losses; "
             "assert 'diffusers' not in sys.modules, 'diffusers imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from effres_core.heatmap import colorize, overlay_heatmap, render_result, save_heatmap
-from effres_core.pipeline import FaceScore, ScoreResult
+from effres_core.measure.heatmap import colorize, overlay_heatmap, render_result, save_heatmap
+from effres_core.measure.scorer import FaceScore, ScoreResult
 
 
 def test_colorize_ends_and_nan():

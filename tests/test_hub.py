@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from effres_core import hub
-from effres_core.model import EffResNet
+from effres_core.model import hub
+from effres_core.model.net import EffResNet
 
 from conftest import make_tiny_net
 
@@ -85,7 +85,7 @@ def test_from_pretrained_mocked_hub_download(tmp_path, monkeypatch):
     assert hub.state_dict_equal(net, loaded)
     assert calls[0] == ("someone/effres-tiny", hub.WEIGHTS_NAME, "v1", True)  # the local cache first
 
-    from effres_core.pipeline import EffRes
+    from effres_core.measure.scorer import EffRes
 
     model = EffRes.from_pretrained("someone/effres-tiny", device="cpu", detector="whole", masker="none")
     assert hub.state_dict_equal(net, model.net)

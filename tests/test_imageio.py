@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from effres_core.imageio import (ImageLoadError, array_to_rgb, find_images, load_image, rgb_to_tensor,
+from effres_core.measure.imageio import (ImageLoadError, array_to_rgb, find_images, load_image, rgb_to_tensor,
                                  tensor_to_rgb_list)
 
 

@@ -1,11 +1,11 @@
-"""Tests for effres_core.losses: MAPE, the memory-bounded sharpness objective and SharpnessLoss."""
+"""Tests for effres_core.gradient.losses: MAPE, the memory-bounded sharpness objective and SharpnessLoss."""
 
 import pytest
 import torch
 
-from effres_core.losses import SharpnessLoss, mape_loss, sharpness_score, soft_clip
-from effres_core.model import EffResNet
-from effres_core.scoring import patch_scores
+from effres_core.gradient.losses import SharpnessLoss, mape_loss, sharpness_score, soft_clip
+from effres_core.model.net import EffResNet
+from effres_core.measure.scoring import patch_scores
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from effres_core.metrics import mean_abs_error, nanmean, pra, rankdata, srcc
+from effres_core.evaluation.metrics import mean_abs_error, nanmean, pra, rankdata, srcc
 
 
 def test_rankdata_averages_ties():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from effres_core.model import BACKBONES, EffResNet, fold_batchnorm, scoring_net
+from effres_core.model.net import BACKBONES, EffResNet, fold_batchnorm, scoring_net
 
 from conftest import SHARED, make_tiny_net, randomise_batchnorm
 
@@ -106,7 +106,7 @@ def test_fold_batchnorm_gradcheck():
 
 
 def test_scoring_net_prefers_the_folded_copy():
-    from effres_core.pipeline import EffRes
+    from effres_core.measure.scorer import EffRes
 
     net = make_tiny_net()
     model = EffRes(net, detector="whole", masker="none", device="cpu")

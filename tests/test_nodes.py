@@ -25,8 +25,8 @@ def effres_pack():
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory, effres_pack):
     torch.manual_seed(0)
-    net = sub(effres_pack, "effres_core.model").EffResNet(patch_size=32, width=0.25).eval()
-    return sub(effres_pack, "effres_core.hub").save_pretrained(net, tmp_path_factory.mktemp("effres") / "tiny")
+    net = sub(effres_pack, "effres_core.model.net").EffResNet(patch_size=32, width=0.25).eval()
+    return sub(effres_pack, "effres_core.model.hub").save_pretrained(net, tmp_path_factory.mktemp("effres") / "tiny")
 
 
 def sub(effres_pack, name):

@@ -75,8 +75,8 @@ def sub(effres_pack, name):
 @pytest.fixture(scope="module")
 def scorer(effres_pack):
     torch.manual_seed(1)
-    net = sub(effres_pack, "effres_core.model").EffResNet(patch_size=32, width=0.25).eval()
-    return sub(effres_pack, "effres_core.pipeline").EffRes(net, detector="whole", masker="none", device="cpu")
+    net = sub(effres_pack, "effres_core.model.net").EffResNet(patch_size=32, width=0.25).eval()
+    return sub(effres_pack, "effres_core.measure.scorer").EffRes(net, detector="whole", masker="none", device="cpu")
 
 
 def patch(effres_pack, scorer, vae, **settings):
@@ -127,7 +127,7 @@ def test_step_raises_the_score(effres_pack, scorer):
     hook = model.model_options["sampler_post_cfg_function"][0]
     x0 = latents(3)
     out = step(model, x0)
-    sharpness = sub(effres_pack, "effres_core.losses").sharpness_score
+    sharpness = sub(effres_pack, "effres_core.gradient.losses").sharpness_score
     with torch.no_grad():
         s0 = sharpness(scorer.net, hook.decode(x0.clone()), n_patches=25)
         s1 = sharpness(scorer.net, hook.decode(out.clone()), n_patches=25)

@@ -51,8 +51,8 @@ def test_image_and_mask_checks(common):
 def test_inference_tensor_weights_need_a_private_copy(bare_pack, common):
     """Weights made under inference mode (as ComfyUI loads them) break the enhancer's backward
     pass; ``autograd_ready`` makes an ordinary copy and leaves the original alone."""
-    model_mod = importlib.import_module("effres_pack_bare.effres_core.model")
-    enhance = importlib.import_module("effres_pack_bare.effres_core.enhance").enhance
+    model_mod = importlib.import_module("effres_pack_bare.effres_core.model.net")
+    enhance = importlib.import_module("effres_pack_bare.effres_core.gradient.enhance").enhance
     torch.manual_seed(0)
     with torch.inference_mode():
         net = model_mod.EffResNet(patch_size=32, width=0.25).eval()
@@ -70,8 +70,8 @@ def test_inference_tensor_weights_need_a_private_copy(bare_pack, common):
 
 
 def test_scoring_glue(bare_pack, common):
-    pipeline = importlib.import_module("effres_pack_bare.effres_core.pipeline")
-    model_mod = importlib.import_module("effres_pack_bare.effres_core.model")
+    pipeline = importlib.import_module("effres_pack_bare.effres_core.measure.scorer")
+    model_mod = importlib.import_module("effres_pack_bare.effres_core.model.net")
     torch.manual_seed(0)
     with torch.inference_mode():
         scorer = pipeline.EffRes(model_mod.EffResNet(patch_size=32, width=0.25), detector="whole",

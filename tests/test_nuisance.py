@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from effres_core import nuisance
-from effres_core.nuisance import TRAINING_NUISANCES, apply_nuisance, random_nuisances
+from effres_core.synthesis import nuisance
+from effres_core.synthesis.nuisance import TRAINING_NUISANCES, apply_nuisance, random_nuisances
 
 
 def _images(seed=0):

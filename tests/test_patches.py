@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from effres_core.patches import (PatchGrid, choose_stride, extract_patches, foreground_fraction, patch_grid,
+from effres_core.measure.patches import (PatchGrid, choose_stride, extract_patches, foreground_fraction, patch_grid,
                                  scores_to_map)
 
 

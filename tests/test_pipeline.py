@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from effres_core.pipeline import EffRes, FaceScore, ScoreResult
-from effres_core.scoring import effective_resolution_ratio
+from effres_core.measure.scorer import EffRes, FaceScore, ScoreResult
+from effres_core.measure.scoring import effective_resolution_ratio
 
 from conftest import face_like_image, make_tiny_net, randomise_batchnorm
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from effres_core.scoring import EffectiveResolutionRatio, effective_resolution_ratio, patch_scores, reduce_scores
+from effres_core.measure.scoring import EffectiveResolutionRatio, effective_resolution_ratio, patch_scores, reduce_scores
 
 from conftest import make_tiny_net
 
@@ -55,7 +55,7 @@ def test_median_is_the_median_of_the_patch_outputs():
     scores, grid = patch_scores(net, images, n_patches=6)
     assert scores.shape == (1, grid.count)
     with torch.no_grad():
-        from effres_core.patches import extract_patches
+        from effres_core.measure.patches import extract_patches
 
         direct = net(extract_patches(images, grid)[0]).clamp(0, 1)
     y = effective_resolution_ratio(net, images, n_patches=6)

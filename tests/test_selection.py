@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from effres_core.selection import Selection, is_scored, select
+from effres_core.measure.selection import Selection, is_scored, select
 
 
 def test_threshold_keeps_input_order():

@@ -21,9 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # train/ is a folder of scripts, not an installed package
 
-from effres_core.adversarial import l2_pgd  # noqa: E402
-from effres_core.losses import mape_loss  # noqa: E402
-from effres_core.model import EffResNet  # noqa: E402
+from effres_core.gradient.adversarial import l2_pgd  # noqa: E402
+from effres_core.gradient.losses import mape_loss  # noqa: E402
+from effres_core.model.net import EffResNet  # noqa: E402
 from train import data  # noqa: E402
 from train import run as train_run  # noqa: E402
 from train.data import BatchStream, FaceSample, SampleSettings, make_batch, make_sample  # noqa: E402
@@ -385,7 +385,7 @@ def test_resume_after_interruption_is_bit_identical(straight_run, face_dirs, tmp
 
 def test_export_is_loadable_and_documented(straight_run, tmp_path):
     from train.export import export_run
-    from effres_core.pipeline import EffRes
+    from effres_core.measure.scorer import EffRes
 
     out = export_run(straight_run, tmp_path / "export")
     for name in ("model.safetensors", "config.json", "MODEL_CARD.md", "README.md"):

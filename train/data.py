@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from effres_core.degradations import KERNELS, resize_antialiased
-from effres_core.faces import FaceBox, expand_box, get_detector
-from effres_core.imageio import ImageLoadError, find_images, load_image
-from effres_core.masks import ellipse_mask
-from effres_core.nuisance import random_nuisances
+from effres_core.synthesis.degradations import KERNELS, resize_antialiased
+from effres_core.measure.faces import FaceBox, expand_box, get_detector
+from effres_core.measure.imageio import ImageLoadError, find_images, load_image
+from effres_core.measure.masks import ellipse_mask
+from effres_core.synthesis.nuisance import random_nuisances
 
 logger = logging.getLogger("effres.train")
 

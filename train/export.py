@@ -22,7 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from effres_core import hub  # noqa: E402
+from effres_core.model import hub  # noqa: E402
 
 CARD_NAME = "MODEL_CARD.md"
 
@@ -111,7 +111,7 @@ def _data_summary(folder: str | None) -> str:
     path = Path(folder)
     text = f"`{path.name or folder}`"
     if path.is_dir():
-        from effres_core.imageio import find_images
+        from effres_core.measure.imageio import find_images
 
         text += f" ({len(find_images([path]))} image files at export time)"
         for candidate in (path / "SOURCES.md", path.parent / "SOURCES.md"):
@@ -147,7 +147,7 @@ def model_card(run_dir: str | Path, config: dict, run_config: dict, metrics: lis
         "WACV Workshops 2023; the authors released no weights, these were trained by the effres project.",
         "",
         "```python",
-        "from effres_core.pipeline import EffRes",
+        "from effres_core.measure.scorer import EffRes",
         "model = EffRes.from_pretrained(\"THIS_FOLDER_OR_REPO_ID\")",
         "result = model.score(\"portrait.jpg\")",
         "print(result.ratio, result.effective_resolution)",

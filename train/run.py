@@ -29,10 +29,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from effres_core import hub  # noqa: E402
-from effres_core.adversarial import l2_pgd  # noqa: E402
-from effres_core.losses import mape_loss  # noqa: E402
-from effres_core.model import EffResNet  # noqa: E402
+from effres_core.model import hub  # noqa: E402
+from effres_core.gradient.adversarial import l2_pgd  # noqa: E402
+from effres_core.gradient.losses import mape_loss  # noqa: E402
+from effres_core.model.net import EffResNet  # noqa: E402
 from train.data import BatchStream, SampleSettings, load_faces, make_batch  # noqa: E402
 
 logger = logging.getLogger("effres.train")
@@ -194,7 +194,7 @@ class Trainer:
     # ---- validation -----------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict:
-        """Mean MAPE on fixed validation batches, plus the ranking metrics of effres_core.evaluate."""
+        """Mean MAPE on fixed validation batches, plus the ranking metrics of effres_core.evaluation.evaluate."""
         self.net.eval()
         metrics: dict = {}
         try:
@@ -206,7 +206,7 @@ class Trainer:
                     errs.append(float(mape_loss(pred, y.to(self.device))))
                 metrics["val_mape"] = sum(errs) / len(errs)
                 try:
-                    from effres_core.evaluate import RatioScorer, quick_validation
+                    from effres_core.evaluation.evaluate import RatioScorer, quick_validation
 
                     scorer = RatioScorer(self.net, n_patches=16, device=self.device)
                     metrics.update(quick_validation(scorer, self.config["val_data"], cache_dir=self.out / "cache"))

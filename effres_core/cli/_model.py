@@ -8,15 +8,15 @@ import sys
 def load_effres(command: str, model_id: str | None, **kwargs):
     """``EffRes.from_pretrained(model_id, **kwargs)`` with its detector and masker resolved up front
     (a missing one fails once, before any image), or ``None`` after printing why it cannot load."""
-    from ..hub import WeightsNotFoundError
-    from ..pipeline import EffRes
+    from ..model.hub import WeightsNotFoundError
+    from ..measure.scorer import EffRes
 
     try:
         model = EffRes.from_pretrained(model_id, **kwargs)
         model._components()
     except WeightsNotFoundError as err:
         if model_id is None:
-            print(f"effres {command}: the bundled default model is missing (effres_core/weights/default); "
+            print(f"effres {command}: the bundled default model is missing (effres_core/model/weights/default); "
                   "reinstall effres.\n"
                   "Pass one with --model: a folder with model.safetensors, a .safetensors file, or a Hub repo id.\n"
                   f"({err})", file=sys.stderr)

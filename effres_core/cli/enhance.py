@@ -33,8 +33,8 @@ def _fmt(value: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..enhance import enhance_file
-    from ..imageio import ImageLoadError
+    from ..gradient.enhance import enhance_file
+    from ..measure.imageio import ImageLoadError
     from ._model import load_effres
 
     model = load_effres("enhance", args.model, device=args.device)

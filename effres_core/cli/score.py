@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..faces import DETECTORS
-from ..masks import MASKERS
+from ..measure.faces import DETECTORS
+from ..measure.masks import MASKERS
 from ._model import load_effres
 
 CSV_COLUMNS = ("path", "ratio", "effective_height", "effective_width", "height", "width", "faces",
@@ -75,9 +75,9 @@ def _heatmap_path(folder: Path, path: Path, used: set[str]) -> Path:
 
 def _score_path(model, path: Path, heatmap_dir: Path | None, used: set[str]):
     """``(ScoreResult, heatmap file or None)``; never raises."""
-    from ..heatmap import save_heatmap
-    from ..imageio import ImageLoadError, load_image
-    from ..pipeline import ScoreResult
+    from ..measure.heatmap import save_heatmap
+    from ..measure.imageio import ImageLoadError, load_image
+    from ..measure.scorer import ScoreResult
 
     try:
         rgb = load_image(path)
@@ -124,7 +124,7 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..imageio import find_images
+    from ..measure.imageio import find_images
 
     paths = find_images(args.paths)
     if not paths:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .scoring import check_images
+from ..measure.scoring import check_images
 
 #: ITU-R BT.601 luma weights, what JPEG and most "grayscale" conversions use.
 _LUMA = (0.299, 0.587, 0.114)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .degradations import KERNELS, resample_down_up, resize_antialiased
+from ..synthesis.degradations import KERNELS, resample_down_up, resize_antialiased
 
 logger = logging.getLogger("effres")
 
@@ -189,8 +189,8 @@ UNSEEN_NUISANCES: dict[str, Nuisance] = {
 
 
 def seen_nuisances() -> dict[str, Nuisance]:
-    """Training's nuisances (from :mod:`effres_core.nuisance`), by name."""
-    from . import nuisance
+    """Training's nuisances (from :mod:`effres_core.synthesis.nuisance`), by name."""
+    from ..synthesis import nuisance
 
     return {name: (lambda x, rng, _n=name: nuisance.apply_nuisance(x, _n, rng))
             for name in nuisance.TRAINING_NUISANCES}
@@ -245,7 +245,7 @@ def _resolve_detector(detector) -> tuple[Callable | None, str]:
     if detector in (None, "centre", "center", "none"):
         return None, "centre"
     try:
-        from .faces import get_detector
+        from ..measure.faces import get_detector
 
         det, name = get_detector(detector)
         det(np.zeros((64, 64, 3), dtype=np.uint8))  # fail now, not per image, if it cannot run
@@ -266,7 +266,7 @@ def load_sharp_faces(sharp_dir: str | Path, *, max_side: int = 512, min_side: in
     so it stays sharp) until its side is at most ``max_side``. Crops smaller than ``min_side``
     after that are skipped with a warning.
     """
-    from .imageio import ImageLoadError, find_images, load_image
+    from ..measure.imageio import ImageLoadError, find_images, load_image
 
     if not Path(sharp_dir).is_dir():
         raise FileNotFoundError(f"{sharp_dir}: not a folder")

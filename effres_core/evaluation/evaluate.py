@@ -3,15 +3,15 @@
 A *scorer* is any callable ``[B, 3, H, W]`` float RGB in [0, 1] -> ``B`` numbers (higher = sharper);
 give it ``is_ratio = True`` when its numbers are effective resolution ratios, which adds the
 mean absolute error against the true factor. :func:`model_scorer` wraps an EffRes model, and
-:data:`effres_core.baselines.BASELINES` holds the three classical baselines.
+:data:`effres_core.evaluation.baselines.BASELINES` holds the three classical baselines.
 
 Example (not a doctest: it needs a model and a folder of faces)::
 
-    from effres_core.evaluate import evaluate_many, model_scorer, format_markdown
+    from effres_core.evaluation.evaluate import evaluate_many, model_scorer, format_markdown
     reports = evaluate_many({"effres": model_scorer("path/to/model")}, "faces/val", baselines=True)
     print(format_markdown(reports))
 
-What is measured (see :mod:`effres_core.evalsets` for how the sets are made):
+What is measured (see :mod:`effres_core.evaluation.evalsets` for how the sets are made):
 
 * ``mixed``: per flavour (``seen``/``unseen``), the mean per-folder SRCC and PRA, the SRCC pooled
   over all folders (does a score mean the same on every face?), and for ratio scorers the mean
@@ -64,7 +64,7 @@ class RatioScorer:
         self.device = torch.device(device) if device is not None else next(net.parameters()).device
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        from .scoring import effective_resolution_ratio
+        from ..measure.scoring import effective_resolution_ratio
 
         was_training = self.net.training
         self.net.eval()
@@ -78,17 +78,17 @@ class RatioScorer:
 
 def model_scorer(model, *, n_patches: int = 100, reduce: str = "median", device=None,
                  name: str = "effres") -> RatioScorer:
-    """A scorer from a model id/folder/file (see :func:`effres_core.hub.resolve_weights`), an
-    ``EffRes`` pipeline (its ``.inference_net``) or an :class:`~effres_core.model.EffResNet`."""
+    """A scorer from a model id/folder/file (see :func:`effres_core.model.hub.resolve_weights`), an
+    ``EffRes`` pipeline (its ``.inference_net``) or an :class:`~effres_core.model.net.EffResNet`."""
     if isinstance(model, (str, os.PathLike)) or model is None:
-        from .hub import load_pretrained
-        from .model import fold_batchnorm
+        from ..model.hub import load_pretrained
+        from ..model.net import fold_batchnorm
 
         net = fold_batchnorm(load_pretrained(model))  # scoring only: fold BatchNorm for speed
         if device is not None:
             net = net.to(device)
     elif isinstance(model, torch.nn.Module):
-        from .model import scoring_net
+        from ..model.net import scoring_net
 
         net = scoring_net(model)
     else:
@@ -253,7 +253,7 @@ def evaluate_many(scorers: Mapping[str, Scorer], sharp_dir: str | Path, *, basel
 
     Args:
         scorers: ``{name: scorer}``; ``baselines=True`` adds the three classical baselines.
-        sharp_dir: folder of sharp face photos (see :func:`~effres_core.evalsets.load_sharp_faces`).
+        sharp_dir: folder of sharp face photos (see :func:`~effres_core.evaluation.evalsets.load_sharp_faces`).
         spec: which sets to build (all by default) and the seed.
         max_faces, max_side, min_side, detector: how sharp faces are chosen and cropped.
         faces: already loaded faces (then ``sharp_dir`` only names them in the report).
@@ -320,7 +320,7 @@ def evaluate_labels(scorers: Mapping[str, Scorer], csv_path: str | Path, *, dete
     from tqdm.auto import tqdm
 
     from .evalsets import _face_square, _resolve_detector
-    from .imageio import ImageLoadError, load_image
+    from ..measure.imageio import ImageLoadError, load_image
 
     det, _ = _resolve_detector(detector)
     groups: dict[str, GroupResult] = {}
@@ -405,7 +405,7 @@ _QUICK_CACHE: dict[str, list[tuple[str, str, list[EvalItem]]]] = {}
 
 
 def _quick_key(sharp_dir: Path, max_side: int, max_faces: int | None, seed: int, flavours: Sequence[str]) -> str:
-    from .imageio import find_images
+    from ..measure.imageio import find_images
 
     h = hashlib.sha256(f"v1|{max_side}|{max_faces}|{seed}|{','.join(flavours)}".encode())
     for f in find_images([sharp_dir]):

@@ -3,11 +3,11 @@
 After adversarial training the scorer's input gradient is meaningful (paper, supplement 6):
 raising the predicted effective resolution with strong L2 PGD (10 steps of L2 length 100 in
 [0, 255] pixel units) adds plausible skin and hair detail, lowering it blurs the face. This module
-wraps :func:`~effres_core.adversarial.l2_pgd` around the memory-bounded objective
-:func:`~effres_core.losses.sharpness_score` (mean of the raw patch scores, so every patch pulls).
+wraps :func:`~effres_core.gradient.adversarial.l2_pgd` around the memory-bounded objective
+:func:`~effres_core.gradient.losses.sharpness_score` (mean of the raw patch scores, so every patch pulls).
 
     >>> from effres_core import EffRes
-    >>> from effres_core.enhance import enhance
+    >>> from effres_core.gradient.enhance import enhance
     >>> model = EffRes.from_pretrained()
     >>> result = enhance(model, rgb_uint8)             # face mask by default: background untouched
     >>> result.images, result.before, result.after
@@ -35,8 +35,8 @@ from torch import nn
 
 from .adversarial import l2_pgd
 from .losses import eval_mode, sharpness_score
-from .model import scoring_net
-from .scoring import effective_resolution_ratio
+from ..model.net import scoring_net
+from ..measure.scoring import effective_resolution_ratio
 
 logger = logging.getLogger("effres")
 
@@ -168,8 +168,8 @@ def enhance(model: nn.Module, images, direction: str = "sharpen", steps: int = 1
     """Sharpen (or soften) faces by L2 PGD on the scorer's predicted effective resolution.
 
     Args:
-        model: an :class:`~effres_core.pipeline.EffRes` (its face mask is the default ``mask``) or a
-            bare :class:`~effres_core.model.EffResNet` (whole image by default).
+        model: an :class:`~effres_core.measure.scorer.EffRes` (its face mask is the default ``mask``) or a
+            bare :class:`~effres_core.model.net.EffResNet` (whole image by default).
         images: ``[B, 3, H, W]`` / ``[3, H, W]`` or ComfyUI ``[B, H, W, 3]`` tensor (float in [0, 1]
             or uint8), or an ``[H, W, 3]`` / ``[B, H, W, 3]`` array (uint8, or float in [0, 1]).
         direction: ``"sharpen"`` raises the predicted ratio, ``"soften"`` lowers it.
@@ -243,10 +243,10 @@ def enhance_file(in_path: str | os.PathLike, out_path: str | os.PathLike, model:
     go to :func:`enhance`."""
     from PIL import Image
 
-    from .imageio import load_image
+    from ..measure.imageio import load_image
 
     if model is None:
-        from .pipeline import EffRes
+        from ..measure.scorer import EffRes
 
         model = EffRes.from_pretrained()
     result = enhance(model, load_image(in_path), **kwargs)
@@ -258,9 +258,9 @@ def enhance_file(in_path: str | os.PathLike, out_path: str | os.PathLike, model:
 
 
 class _CallableModule(types.ModuleType):
-    """``effres_core.enhance`` names both this module and its main function (a lazy export of the
+    """``effres_core.gradient.enhance`` names both this module and its main function (a lazy export of the
     package). Once the module is imported, Python binds the package attribute to the module, so
-    ``from effres_core import enhance`` may hand out the module; calling it still enhances."""
+    ``from effres_core.gradient import enhance`` may hand out the module; calling it still enhances."""
 
     def __call__(self, *args, **kwargs) -> EnhanceResult:
         return enhance(*args, **kwargs)

@@ -3,7 +3,7 @@
 Given the sampler's estimate of the clean sample ``x0`` (in latent space), a differentiable
 decoder (latents -> images in [0, 1]) and the scorer, :func:`sharpness_gradient` returns the
 gradient of the faces' sharpness score with respect to ``x0``. Samplers then move their latents a
-little along it at some steps (diffusers: :mod:`effres_core.diffusers_callback`; ComfyUI nodes
+little along it at some steps (diffusers: :mod:`effres_core.integrations.diffusers`; ComfyUI nodes
 call the same function with their own decode function).
 
 Why the gradient is taken at ``x0`` and not through the denoiser: backpropagating through the
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .losses import eval_mode, sharpness_score
-from .model import scoring_net
+from ..model.net import scoring_net
 
 NORMALIZATIONS = ("rms", "l2", "none")
 CAP_MODES = ("crop", "random_crop", "resize")
@@ -147,7 +147,7 @@ def sharpness_gradient(x0: torch.Tensor, decode: Callable[[torch.Tensor], torch.
         x0: ``[B, C, h, w]`` latents (the sampler's predicted clean sample); not modified.
         decode: differentiable ``latents -> [B, 3, H, W]`` images in [0, 1] (e.g. a VAE decode
             with its scaling undone and ``/2 + 0.5``).
-        net: the scorer, an :class:`~effres_core.model.EffResNet` or an ``EffRes``.
+        net: the scorer, an :class:`~effres_core.model.net.EffResNet` or an ``EffRes``.
         mask: optional ``[B, H, W]`` face mask in image coordinates (resized to the decoded size if
             it differs); only masked pixels pass gradient and only mostly-masked patches count.
         max_decode_size: optional cap on the decoded side in pixels: larger latents are cropped to a
@@ -156,7 +156,7 @@ def sharpness_gradient(x0: torch.Tensor, decode: Callable[[torch.Tensor], torch.
             gradient.
         latent_scale: image pixels per latent pixel (8 for Stable Diffusion VAEs), used by the cap.
         n_patches, min_foreground, chunk_size: scoring grid and memory knob (see
-            :func:`~effres_core.losses.sharpness_score`).
+            :func:`~effres_core.gradient.losses.sharpness_score`).
         normalize: ``"rms"`` (default, unit RMS per sample), ``"l2"`` or ``"none"``.
         clip: ``"none"`` or ``"soft"`` clipping of patch scores.
 
@@ -166,7 +166,7 @@ def sharpness_gradient(x0: torch.Tensor, decode: Callable[[torch.Tensor], torch.
         ``torch.no_grad()`` or ``torch.inference_mode()``; the caller's grad mode is left as it was.
 
     Example:
-        >>> from effres_core.model import EffResNet
+        >>> from effres_core.model.net import EffResNet
         >>> net = EffResNet(patch_size=32, width=0.25).eval()
         >>> decode = lambda z: torch.sigmoid(F.interpolate(z[:, :3], scale_factor=8))
         >>> with torch.no_grad():

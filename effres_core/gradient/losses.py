@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import scoring_net
-from .scoring import check_images, patch_plan
+from ..model.net import scoring_net
+from ..measure.scoring import check_images, patch_plan
 
 CLIP_MODES = ("none", "soft")
 
@@ -135,13 +135,13 @@ def sharpness_score(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | N
     NaN (and a zero gradient).
 
     Args:
-        net: a patch regressor (:class:`~effres_core.model.EffResNet`), ideally in eval mode.
+        net: a patch regressor (:class:`~effres_core.model.net.EffResNet`), ideally in eval mode.
         images: ``[B, 3, H, W]`` float RGB in [0, 1], at least one patch large.
         mask: optional foreground ``[B, H, W]`` or ``[B, 1, H, W]`` in [0, 1].
         clip: ``"none"`` (raw scores) or ``"soft"`` (:func:`soft_clip` per patch).
 
     Example:
-        >>> from effres_core.model import EffResNet
+        >>> from effres_core.model.net import EffResNet
         >>> net = EffResNet(patch_size=32, width=0.25).eval()
         >>> x = torch.rand(2, 3, 64, 64, requires_grad=True)
         >>> sharpness_score(net, x).sum().backward()
@@ -167,7 +167,7 @@ class SharpnessLoss(nn.Module):
     with no usable patch are left out of the batch mean.
 
     Args:
-        model: an :class:`~effres_core.pipeline.EffRes` or a bare :class:`~effres_core.model.EffResNet`.
+        model: an :class:`~effres_core.measure.scorer.EffRes` or a bare :class:`~effres_core.model.net.EffResNet`.
         n_patches: about how many patches per image (fewer: faster, noisier).
         min_foreground: share of foreground a patch needs when a mask is given.
         clip: ``"soft"`` (default) bounds each patch's reward near [0, 1], so the loss stops
@@ -179,7 +179,7 @@ class SharpnessLoss(nn.Module):
         output a scalar.
 
     Example:
-        >>> from effres_core.model import EffResNet
+        >>> from effres_core.model.net import EffResNet
         >>> loss_fn = SharpnessLoss(EffResNet(patch_size=32, width=0.25))
         >>> generator = torch.nn.Conv2d(3, 3, 3, padding=1)
         >>> loss = loss_fn(generator(torch.rand(2, 3, 64, 64)).sigmoid())

@@ -1,7 +1,7 @@
 """Face-sharpness guidance for diffusers pipelines, as a ``callback_on_step_end`` callback.
 
     >>> from effres_core import EffRes
-    >>> from effres_core.diffusers_callback import EffResGuidanceCallback
+    >>> from effres_core.integrations.diffusers import EffResGuidanceCallback
     >>> guidance = EffResGuidanceCallback(EffRes.from_pretrained(), scale=0.05, start=0.3, end=1.0)
     >>> guidance.attach(pipe)                      # optional: lets step 0 be guided too
     >>> image = pipe(prompt, callback_on_step_end=guidance).images[0]
@@ -23,7 +23,7 @@ DPM-Solver, UniPC, DEIS). The wrapper is installed by :meth:`EffResGuidanceCallb
 at the first callback (then step 0 cannot be guided), and removed by :meth:`detach`.
 
 The step. With ``g`` the unit-RMS gradient of the decoded faces' mean patch score with respect to
-x0 (:func:`effres_core.guidance.sharpness_gradient`), the latents move by ``scale * c * g``, where
+x0 (:func:`effres_core.gradient.guidance.sharpness_gradient`), the latents move by ``scale * c * g``, where
 ``c`` is how the scheduler's next latents depend on x0: ``sqrt(alphas_cumprod[t_next])`` for
 schedulers in the DDPM parameterisation and 1 for sigma-parameterised ones (Euler-type). So
 ``scale`` reads as "how far the clean image moves per guided step, in latent RMS units".
@@ -43,10 +43,10 @@ from torch import nn
 try:
     from diffusers.callbacks import PipelineCallback
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError("effres_core.diffusers_callback needs diffusers: pip install 'effres[diffusers]'") from err
+    raise ImportError("effres_core.integrations.diffusers needs diffusers: pip install 'effres[diffusers]'") from err
 
-from .guidance import CAP_MODES, NORMALIZATIONS, GuidanceWindow, sharpness_gradient_with_score
-from .model import scoring_net
+from ..gradient.guidance import CAP_MODES, NORMALIZATIONS, GuidanceWindow, sharpness_gradient_with_score
+from ..model.net import scoring_net
 
 logger = logging.getLogger("effres")
 
@@ -223,7 +223,7 @@ class EffResGuidanceCallback(PipelineCallback):
                                 face_mask=bool(face_mask), normalize=normalize, checkpointing=bool(checkpointing),
                                 chunk_size=int(chunk_size))
         if model is None or isinstance(model, str) or hasattr(model, "__fspath__"):
-            from .pipeline import EffRes
+            from ..measure.scorer import EffRes
 
             model = EffRes.from_pretrained(model)
         if not isinstance(scoring_net(model), nn.Module):

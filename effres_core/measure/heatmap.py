@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .pipeline import ScoreResult
+    from .scorer import ScoreResult
 
 #: Viridis at five stops (perceptually even, readable for colour-blind viewers):
 #: dark purple = low effective resolution, yellow = sharp.
@@ -104,7 +104,7 @@ def _draw_legend(rgb: np.ndarray) -> np.ndarray:
 
 
 def render_result(result: "ScoreResult", rgb: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """The heatmap overlay of a :class:`~effres_core.pipeline.ScoreResult`, with its face boxes
+    """The heatmap overlay of a :class:`~effres_core.measure.scorer.ScoreResult`, with its face boxes
     and per-face ratios drawn on: ``[H, W, 3]`` uint8."""
     heatmap = result.heatmap
     if heatmap is None:  # nothing was scored: still show the image (and the boxes, if any)

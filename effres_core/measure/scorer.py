@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import hub
+from ..model import hub
 from .faces import FaceBox, expand_box, get_detector
 from .imageio import ImageLoadError, array_to_rgb, load_image, rgb_to_tensor, tensor_to_rgb_list
 from .masks import get_masker
-from .model import EffResNet, fold_batchnorm
+from ..model.net import EffResNet, fold_batchnorm
 from .patches import scores_to_map
 from .scoring import effective_resolution_ratio, patch_scores
 

@@ -38,7 +38,7 @@ def patch_scores(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | None
     """Raw per-patch scores ``[B, N]`` (NaN where a patch has too little foreground) and the grid.
 
     Args:
-        net: a patch regressor (:class:`~effres_core.model.EffResNet`) taking ``[n, 3, p, p]`` in [0, 1].
+        net: a patch regressor (:class:`~effres_core.model.net.EffResNet`) taking ``[n, 3, p, p]`` in [0, 1].
         images: ``[B, 3, H, W]`` float RGB in [0, 1].
         mask: optional foreground mask ``[B, 1, H, W]`` or ``[B, H, W]`` in [0, 1].
         n_patches: about how many patches the grid holds (the paper's 100).
@@ -81,7 +81,7 @@ def effective_resolution_ratio(net: nn.Module, images: torch.Tensor, mask: torch
     which suits optimisation (enhancer, guidance). Images with no usable patch give NaN.
 
     Example:
-        >>> from effres_core.model import EffResNet
+        >>> from effres_core.model.net import EffResNet
         >>> net = EffResNet(patch_size=32, width=0.25).eval()
         >>> effective_resolution_ratio(net, torch.rand(2, 3, 64, 64)).shape
         torch.Size([2])

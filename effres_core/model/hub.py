@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .model import EffResNet
+from .net import EffResNet
 
 logger = logging.getLogger("effres")
 

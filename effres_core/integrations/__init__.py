@@ -1,0 +1,2 @@
+"""effres inside other frameworks. Each module imports its framework only when used:
+``integrations.diffusers`` (``EffResGuidanceCallback``, extra ``effres[diffusers]``)."""
