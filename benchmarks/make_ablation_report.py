@@ -74,7 +74,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from effres_core.evaluation.evaluate import evaluate_many, format_markdown, jsonable, model_scorer
+    from effres_core.evaluation import evaluate_many, format_markdown, jsonable, model_scorer
     from effres_core.evaluation.evalsets import load_sharp_faces
 
     torch.set_num_threads(args.threads)

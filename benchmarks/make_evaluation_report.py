@@ -97,7 +97,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from effres_core.evaluation.evaluate import (baseline_scorers, evaluate_many, format_markdown, jsonable, model_scorer,
+    from effres_core.evaluation import (baseline_scorers, evaluate_many, format_markdown, jsonable, model_scorer,
                                       plot_ratio_vs_factor)
 
     torch.set_num_threads(args.threads)

@@ -31,7 +31,7 @@ _EXPORTS = {
     "GuidanceWindow": "gradient.guidance",
     "srcc": "evaluation.metrics",
     "pra": "evaluation.metrics",
-    "quick_validation": "evaluation.evaluate",
+    "quick_validation": "evaluation.runner",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

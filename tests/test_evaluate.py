@@ -6,8 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-import effres_core.evaluation.evaluate as ev
+from effres_core import evaluation as ev
+from effres_core.evaluation import runner
 from effres_core.evaluation import evalsets as es
+from effres_core.evaluation import transforms as tf
 from effres_core.evaluation.baselines import laplacian_variance
 from effres_core.model.net import EffResNet
 
@@ -47,7 +49,7 @@ def _tiny_net():
     return EffResNet(patch_size=32, width=0.25).eval()
 
 
-TINY_SPEC = es.SuiteSpec(mixed=es.FLAVOURS, ladders=("bicubic", "nearest"), families=("gaussian_blur", "opencv_cubic"),
+TINY_SPEC = es.SuiteSpec(mixed=tf.FLAVOURS, ladders=("bicubic", "nearest"), families=("gaussian_blur", "opencv_cubic"),
                          robustness=("jpeg",))
 
 
@@ -73,14 +75,14 @@ def test_mixed_factors_are_stratified():
 
 def test_resample_reports_the_true_factor():
     x = torch.rand(1, 3, 60, 40)
-    out, truth = es.resample(x, 0.3, "opencv_cubic", "pillow_hamming")
+    out, truth = tf.resample(x, 0.3, "opencv_cubic", "pillow_hamming")
     assert out.shape == x.shape and truth == pytest.approx(18 / 60)
-    assert es.resample(x, 1.0, "bicubic", "bicubic") == (x, 1.0)
+    assert tf.resample(x, 1.0, "bicubic", "bicubic") == (x, 1.0)
     with pytest.raises(ValueError):
-        es.resample(x, 0.5, "nope", "bicubic")
+        tf.resample(x, 0.5, "nope", "bicubic")
 
 
-@pytest.mark.parametrize("flavour", es.FLAVOURS)
+@pytest.mark.parametrize("flavour", tf.FLAVOURS)
 def test_mixed_folder_is_deterministic_and_uses_its_flavour(tmp_path, flavour):
     faces = _faces(tmp_path, 1)
     group = es.EvalGroup("mixed", flavour, 0, seed=3, min_side=40)
@@ -91,9 +93,9 @@ def test_mixed_folder_is_deterministic_and_uses_its_flavour(tmp_path, flavour):
     assert truths[-1] == 1.0 and truths[0] < 0.2 and len(set(truths)) == 10
     for it in a:
         assert it.image.min() >= 0 and it.image.max() <= 1
-        assert torch.equal(it.image, es.quantize(it.image))  # 8-bit, like a file
+        assert torch.equal(it.image, tf.quantize(it.image))  # 8-bit, like a file
     notes = " ".join(it.note for it in a)
-    allowed = set(es.UNSEEN_RESIZERS) if flavour == "unseen" else set(es.KERNELS)
+    allowed = set(tf.UNSEEN_RESIZERS) if flavour == "unseen" else set(tf.KERNELS)
     used = {w.split("=")[1] for w in notes.split() if w.startswith(("down=", "up="))}
     assert used and used <= allowed
     other = es.EvalGroup("mixed", flavour, 0, seed=4, min_side=40).build(faces)
@@ -102,7 +104,7 @@ def test_mixed_folder_is_deterministic_and_uses_its_flavour(tmp_path, flavour):
 
 def test_unseen_nuisances_keep_shape_and_range():
     x = torch.rand(1, 3, 40, 40)
-    for name, fn in es.UNSEEN_NUISANCES.items():
+    for name, fn in tf.UNSEEN_NUISANCES.items():
         out = fn(x, np.random.default_rng(0))
         assert out.shape == x.shape, name
         assert out.min() >= 0 and out.max() <= 1, name
@@ -193,12 +195,12 @@ def test_ratio_scorer_restores_training_mode():
 def test_quick_validation_caches(tmp_path, monkeypatch):
     folder = _write_faces(tmp_path / "sharp", 2)
     scorer = ev.model_scorer(_tiny_net(), n_patches=2)
-    monkeypatch.setattr(ev, "_QUICK_CACHE", {})
+    monkeypatch.setattr(runner, "_QUICK_CACHE", {})
     first = ev.quick_validation(scorer, folder, tmp_path / "cache", max_side=SIDE, min_side=48)
     assert len(list((tmp_path / "cache").glob("quick_validation_*.pt"))) == 1
     for key in ("folder_srcc", "folder_pra", "pooled_srcc", "mae", "unseen_folder_srcc", "seen_folder_pra"):
         assert key in first and math.isfinite(first[key])
-    monkeypatch.setattr(ev, "_QUICK_CACHE", {})  # a new process: only the file cache is left
+    monkeypatch.setattr(runner, "_QUICK_CACHE", {})  # a new process: only the file cache is left
     second = ev.quick_validation(scorer, folder, tmp_path / "cache", max_side=SIDE, min_side=48)
     assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in second.items() if k != "seconds"}
 

@@ -194,7 +194,7 @@ class Trainer:
     # ---- validation -----------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict:
-        """Mean MAPE on fixed validation batches, plus the ranking metrics of effres_core.evaluation.evaluate."""
+        """Mean MAPE on fixed validation batches, plus the ranking metrics of effres_core.evaluation."""
         self.net.eval()
         metrics: dict = {}
         try:
@@ -206,7 +206,7 @@ class Trainer:
                     errs.append(float(mape_loss(pred, y.to(self.device))))
                 metrics["val_mape"] = sum(errs) / len(errs)
                 try:
-                    from effres_core.evaluation.evaluate import RatioScorer, quick_validation
+                    from effres_core.evaluation import RatioScorer, quick_validation
 
                     scorer = RatioScorer(self.net, n_patches=16, device=self.device)
                     metrics.update(quick_validation(scorer, self.config["val_data"], cache_dir=self.out / "cache"))

@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..evaluation.evalsets import SuiteSpec
-    from ..evaluation.evaluate import baseline_scorers, evaluate_labels, evaluate_many, format_markdown, jsonable, model_scorer
+    from ..evaluation import baseline_scorers, evaluate_labels, evaluate_many, format_markdown, jsonable, model_scorer
 
     if not args.sharp_dir and not args.labels:
         print("effres evaluate: give a folder of sharp faces, --labels CSV, or both", file=sys.stderr)

@@ -7,7 +7,7 @@ mean absolute error against the true factor. :func:`model_scorer` wraps an EffRe
 
 Example (not a doctest: it needs a model and a folder of faces)::
 
-    from effres_core.evaluation.evaluate import evaluate_many, model_scorer, format_markdown
+    from effres_core.evaluation import evaluate_many, model_scorer, format_markdown
     reports = evaluate_many({"effres": model_scorer("path/to/model")}, "faces/val", baselines=True)
     print(format_markdown(reports))
 
@@ -28,123 +28,22 @@ import csv
 import hashlib
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .evalsets import EvalGroup, EvalItem, SharpFace, SuiteSpec, load_sharp_faces
 from .metrics import mean_abs_error, nanmean, pra, srcc
+from .scorers import Scorer, _is_ratio, _smallest_side, baseline_scorers, score_images
 
 logger = logging.getLogger("effres")
 
-Scorer = Callable[[torch.Tensor], Sequence[float]]
 #: True factors the mean absolute error is computed on (below 1/8 little is left to measure).
 MAE_RANGE = (1 / 8, 1.0)
-
-
-# ---------------------------------------------------------------------------------------- scorers
-
-class RatioScorer:
-    """Score images with an EffRes network: the paper's patch-median ratio on the whole image.
-
-    The crops of the evaluation sets are already faces, so no detection is needed; the network
-    is switched to eval mode for the call and put back as it was (safe inside training).
-    """
-
-    is_ratio = True
-
-    def __init__(self, net: torch.nn.Module, *, n_patches: int = 100, reduce: str = "median",
-                 device: str | torch.device | None = None, chunk_size: int = 64, name: str = "effres"):
-        self.net, self.n_patches, self.reduce, self.chunk_size, self.name = net, n_patches, reduce, chunk_size, name
-        self.device = torch.device(device) if device is not None else next(net.parameters()).device
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        from ..measure.scoring import effective_resolution_ratio
-
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            with torch.inference_mode():
-                return effective_resolution_ratio(self.net, images.to(self.device), n_patches=self.n_patches,
-                                                  reduce=self.reduce, chunk_size=self.chunk_size).float().cpu()
-        finally:
-            self.net.train(was_training)
-
-
-def model_scorer(model, *, n_patches: int = 100, reduce: str = "median", device=None,
-                 name: str = "effres") -> RatioScorer:
-    """A scorer from a model id/folder/file (see :func:`effres_core.model.hub.resolve_weights`), an
-    ``EffRes`` pipeline (its ``.inference_net``) or an :class:`~effres_core.model.net.EffResNet`."""
-    if isinstance(model, (str, os.PathLike)) or model is None:
-        from ..model.hub import load_pretrained
-        from ..model.net import fold_batchnorm
-
-        net = fold_batchnorm(load_pretrained(model))  # scoring only: fold BatchNorm for speed
-        if device is not None:
-            net = net.to(device)
-    elif isinstance(model, torch.nn.Module):
-        from ..model.net import scoring_net
-
-        net = scoring_net(model)
-    else:
-        raise TypeError(f"cannot make a scorer from {type(model).__name__}; pass a model id, EffRes or EffResNet")
-    return RatioScorer(net, n_patches=n_patches, reduce=reduce, device=device, name=name)
-
-
-def baseline_scorers() -> dict[str, Scorer]:
-    from .baselines import BASELINES
-
-    return dict(BASELINES)
-
-
-def _smallest_side(scorers) -> int:
-    """Smallest image side the sets may produce: a patch of every model, with a little room."""
-    sizes = [int(getattr(getattr(s, "net", None), "patch_size", 0) or 0) for s in scorers.values()]
-    return max(sizes + [56]) + 8
-
-
-def jsonable(obj):
-    """A copy of a report with NaN/inf replaced by None, so it is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
-
-
-def _is_ratio(scorer) -> bool:
-    return bool(getattr(scorer, "is_ratio", False))
-
-
-def score_images(scorer: Scorer, images: Sequence[torch.Tensor], batch_size: int = 16) -> np.ndarray:
-    """Score ``[1, 3, H, W]`` images of possibly different sizes, batching equal sizes together.
-    Returns a float array, NaN where the scorer gives no answer."""
-    out = np.full(len(images), np.nan)
-    by_shape: dict[tuple, list[int]] = {}
-    for i, img in enumerate(images):
-        by_shape.setdefault(tuple(img.shape[-2:]), []).append(i)
-    for idx in by_shape.values():
-        for s in range(0, len(idx), batch_size):
-            chunk = idx[s:s + batch_size]
-            batch = torch.cat([images[i] for i in chunk])
-            try:
-                values = scorer(batch)
-            except ValueError as err:  # e.g. an image smaller than one patch: no answer, not a crash
-                logger.warning("evaluation: scorer failed on %s images: %s", tuple(batch.shape[-2:]), err)
-                continue
-            values = torch.as_tensor(np.asarray(values.detach().cpu() if torch.is_tensor(values) else values,
-                                                dtype=np.float64)).flatten().numpy()
-            if values.shape[0] != len(chunk):
-                raise ValueError(f"scorer returned {values.shape[0]} scores for {len(chunk)} images")
-            out[chunk] = values
-    return out
 
 
 # ------------------------------------------------------------------------------------ running sets
@@ -319,8 +218,8 @@ def evaluate_labels(scorers: Mapping[str, Scorer], csv_path: str | Path, *, dete
     """
     from tqdm.auto import tqdm
 
-    from .evalsets import _face_square, _resolve_detector
     from ..measure.imageio import ImageLoadError, load_image
+    from .evalsets import _face_square, _resolve_detector
 
     det, _ = _resolve_detector(detector)
     groups: dict[str, GroupResult] = {}
@@ -345,58 +244,6 @@ def evaluate_labels(scorers: Mapping[str, Scorer], csv_path: str | Path, *, dete
     return {name: dict(_rank_stats(list(groups.values()), name, False), n_images=sum(len(g.truths) for g in
                                                                                        groups.values()))
             for name in scorers}
-
-
-# ------------------------------------------------------------------------------------- reporting
-
-def _fmt(x) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:.3f}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def format_markdown(reports: Mapping[str, dict]) -> str:
-    """Markdown tables with the scorers side by side (``reports`` as :func:`evaluate_many` returns)."""
-    names = list(reports)
-    if not names:
-        return ""
-    out = []
-    first = reports[names[0]]
-    flavours = [f for f in ("unseen", "seen", "all") if f in first.get("mixed", {})]
-    if flavours:
-        out.append("### Mixed folders (10 versions of one face at 10 true factors, each with its own "
-                   "resizers and nuisance)\n")
-        header = ["scorer", "folders", "folder SRCC", "folder PRA", "pooled SRCC", "MAE (factor 1/8..1)",
-                  "share within ±0.1"]
-        rows = []
-        for f in flavours:
-            for n in names:
-                m = reports[n]["mixed"][f]
-                rows.append([n, f, _fmt(m["folder_srcc"]), _fmt(m["folder_pra"]), _fmt(m["pooled_srcc"]),
-                             _fmt(m.get("mae")), _fmt(m.get("within_0.1"))])
-        out.append(_table(header, rows))
-    for key, title in (("ladders", "Plain ladders per training kernel (mean SRCC over faces)"),
-                       ("families", "Degradation families training never used (mean SRCC over faces)"),
-                       ("robustness", "Robustness: largest relative change of a sharp face's score "
-                                      "(mean over faces; 0 is best)")):
-        sets = list(first.get(key, {}))
-        if sets:
-            out.append(f"\n### {title}\n")
-            out.append(_table(["set"] + names, [[s] + [_fmt(reports[n][key].get(s)) for n in names] for s in sets]))
-    labelled = [n for n in names if "labels" in reports[n]]
-    if labelled:
-        out.append("\n### Labelled folders\n")
-        out.append(_table(["scorer", "folder SRCC", "folder PRA", "pooled SRCC", "folders", "images"],
-                          [[n, _fmt(reports[n]["labels"]["folder_srcc"]), _fmt(reports[n]["labels"]["folder_pra"]),
-                            _fmt(reports[n]["labels"]["pooled_srcc"]), str(reports[n]["labels"]["n_folders"]),
-                            str(reports[n]["labels"]["n_images"])] for n in labelled]))
-    return "\n".join(out) + "\n"
 
 
 # ------------------------------------------------------------------------------ fast training hook
@@ -467,54 +314,3 @@ def quick_validation(scorer: Scorer, sharp_dir: str | Path, cache_dir: str | Pat
         out.update({f"{flav}_{k}": v for k, v in stats.items() if not k.startswith("n_")})
     out["seconds"] = time.perf_counter() - start
     return out
-
-
-# ------------------------------------------------------------------------------------------ plot
-
-def plot_ratio_vs_factor(report: dict, path: str | Path, size: tuple[int, int] = (640, 520),
-                         title: str | None = None) -> Path:
-    """Scatter of predicted ratio against true factor on the mixed folders (PIL, no matplotlib):
-    the diagonal is perfect, the grey band is ±0.1, colours are the folder flavours."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    w, h = size
-    left, right, top, bottom = 62, 20, 44, 52
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-
-    def xy(t: float, p: float) -> tuple[float, float]:
-        return left + t * (w - left - right), h - bottom - p * (h - top - bottom)
-
-    band = [xy(0, 0.1), xy(0.9, 1.0), xy(1, 1), xy(1, 0.9), xy(0.1, 0), xy(0, 0)]
-    d.polygon(band, fill=(228, 228, 228))
-    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x0, y0 = xy(v, 0)
-        d.line([x0, y0, x0, y0 + 5], fill="black")
-        d.text((x0 - 10, y0 + 8), f"{v:.2f}", fill="black", font=font)
-        x1, y1 = xy(0, v)
-        d.line([x1 - 5, y1, x1, y1], fill="black")
-        d.text((x1 - 36, y1 - 6), f"{v:.2f}", fill="black", font=font)
-        d.line([xy(v, 0), xy(v, 1)], fill=(240, 240, 240))
-        d.line([xy(0, v), xy(1, v)], fill=(240, 240, 240))
-    d.line([xy(0, 0), xy(1, 1)], fill=(120, 120, 120), width=1)
-    d.rectangle([xy(0, 1), xy(1, 0)], outline="black")
-    colours = {"seen": (31, 119, 180), "unseen": (230, 110, 20)}
-    for t, p, flavour in report.get("points", []):
-        if p is None or not math.isfinite(p):
-            continue
-        x, y = xy(min(max(t, 0), 1), min(max(p, -0.02), 1.02))
-        c = colours.get(flavour, (90, 90, 90))
-        d.ellipse([x - 3, y - 3, x + 3, y + 3], outline=c, width=2)
-    d.text((left + (w - left - right) / 2 - 40, h - 22), "true factor", fill="black", font=font)
-    d.text((6, top - 18), "predicted ratio", fill="black", font=font)
-    lx = left + 12
-    for i, (name, c) in enumerate(colours.items()):
-        ly = top + 10 + 16 * i
-        d.ellipse([lx, ly, lx + 7, ly + 7], outline=c, width=2)
-        d.text((lx + 12, ly - 3), f"{name} nuisances/resizers", fill="black", font=font)
-    d.text((left, 6), title or f"{report.get('scorer', '')}: mixed folders", fill="black", font=font)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path

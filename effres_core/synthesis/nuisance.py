@@ -3,7 +3,7 @@
 Real photos and generated images carry noise, compression, sharpening and tone changes. A model
 that reads noise or ringing as detail ranks them wrongly, so training applies these after the
 degradation, keeping the label. Evaluation deliberately uses *other* nuisances (see
-``effres_core.evaluation.evaluate``) to measure generalisation rather than memorisation.
+``effres_core.evaluation``) to measure generalisation rather than memorisation.
 
 All functions take ``[B, 3, H, W]`` float in [0, 1] and a ``numpy.random.Generator``.
 """
