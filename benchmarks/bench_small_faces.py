@@ -94,30 +94,35 @@ def main(argv=None) -> int:
                 face = next((f for f in result.faces if ds.iou(f.box, box) >= 0.4), None)
                 ratio = face.ratio if face else None
                 raw = ratio / face.upscale if ratio is not None else None  # capped ratios: 1/k, a lower bound
-                rows.append((key, side, factor, ratio, raw, face is not None))
+                found = max(face.box[2] - face.box[0], face.box[3] - face.box[1]) if face else 0
+                rows.append((key, side, factor, ratio, raw, found))
     print(f"small-face ladders: {len(keys)} faces x {len(args.sizes)} sizes x {len(args.factors)} factors, "
           f"face_size {model.face_size}, floor {model.min_face_size} px, {time.perf_counter() - t0:.0f} s\n")
-    print("| face side (px) | upscale k | found | scored | mean ratio at f = " +
-          " / ".join(f"{f:g}" for f in args.factors) + " | ladder SRCC |")
-    print("|---|---|---|---|---|---|")
+    print("| face side placed (px) | detected side (median) | upscale k | found | scored / found >= floor | "
+          "mean ratio at f = " + " / ".join(f"{f:g}" for f in args.factors) + " | ladder SRCC |")
+    print("|---|---|---|---|---|---|---|")
     for side in args.sizes:
         mine = [r for r in rows if r[1] == side]
-        found = sum(r[5] for r in mine)
-        scored = sum(r[3] is not None for r in mine if r[5])
-        means = [np.mean([r[3] for r in mine if r[2] == f and r[3] is not None] or [np.nan]) for f in args.factors]
+        found = sum(r[5] > 0 for r in mine)
+        big = [r for r in mine if r[5] >= model.min_face_size]
+        scored = sum(r[3] is not None for r in big)
+        means = [np.mean([r[3] for r in mine if r[2] == f and r[3] is not None]) if any(
+            r[2] == f and r[3] is not None for r in mine) else float("nan") for f in args.factors]
         ladders = []
         for key in keys:
             lad = [(r[2], r[3]) for r in mine if r[0] == key and r[3] is not None]
             if len(lad) == len(args.factors):
                 ladders.append(srcc(*zip(*lad)))
         k = max(1.0, model.face_size / side)
-        print(f"| {side} | {k:.2f} | {found}/{len(mine)} | {scored}/{found} | "
-              + " / ".join(f"{m:.3f}" for m in means) + f" | {np.mean(ladders):.3f} ({len(ladders)} ladders) |")
+        detected = np.median([r[5] for r in mine if r[5]] or [0])
+        ladder = f"{np.mean(ladders):.3f} ({len(ladders)} ladders)" if ladders else "- (no complete ladder)"
+        print(f"| {side} | {detected:.0f} | {k:.2f} | {found}/{len(mine)} | {scored}/{len(big)} | "
+              + " / ".join(f"{m:.3f}" for m in means) + f" | {ladder} |")
     good = [r for r in rows if r[3] is not None]
     f, y = [r[2] for r in good], [r[3] for r in good]
     print(f"\npooled over sizes {min(args.sizes)}-{max(args.sizes)} px: SRCC {srcc(f, y):.3f}, "
           f"mean |ratio - f| {np.mean(np.abs(np.array(y) - np.array(f))):.3f} ({len(good)} faces scored of "
-          f"{sum(r[5] for r in rows)} found, {len(rows)} placed)")
+          f"{sum(r[5] > 0 for r in rows)} found, {len(rows)} placed)")
     print(f"without the conversion (the raw score of the upscaled crop, ratio / k): pooled SRCC "
           f"{srcc(f, [r[4] for r in good]):.3f}, mean |raw - f| {np.mean(np.abs(np.array([r[4] for r in good]) - np.array(f))):.3f}")
     return 0

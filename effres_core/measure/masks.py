@@ -63,7 +63,7 @@ def make_bisenet(device: str = "cpu") -> Masker:
         import torch.nn.functional as F
 
         h, w = crop.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255).to(device)
+        x = torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255).to(device)
         x = F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False, antialias=True)
         mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)

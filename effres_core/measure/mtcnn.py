@@ -141,7 +141,7 @@ def _suppress_contained(boxes: torch.Tensor, scores: torch.Tensor, overlap: floa
 
 
 def mtcnn_detect(nets: "MTCNN", image: torch.Tensor, min_face: float = 40.0,
-                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.9), factor: float = 0.709,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.95), factor: float = 0.709,
                  chunk_size: int = 512) -> torch.Tensor:
     """Faces in one image: ``[N, 5]`` rows of ``x0, y0, x1, y1, probability``, best first.
 
@@ -232,7 +232,7 @@ class MTCNN(nn.Module):
 
     @torch.inference_mode()
     def forward(self, image: torch.Tensor, min_face: float = 40.0,
-                thresholds: tuple[float, float, float] = (0.6, 0.7, 0.9)) -> torch.Tensor:
+                thresholds: tuple[float, float, float] = (0.6, 0.7, 0.95)) -> torch.Tensor:
         return mtcnn_detect(self, image, min_face=min_face, thresholds=thresholds)
 
 
