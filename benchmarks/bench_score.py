@@ -4,8 +4,8 @@
     python benchmarks/bench_score.py --threads 2 --repeats 5 --backbones mobilenet_v2
     python benchmarks/bench_score.py --variants            # also compare memory formats and bf16
 
-End to end = what ``EffRes.score_rgb`` does for one image: face detection (Haar, as offline users
-get it), the mask (ellipse), ~100 patches, the network in chunks, the median and the heat map.
+End to end = what ``EffRes.score_rgb`` does for one image: face detection (``--detectors``:
+the old offline default Haar and the new one, MTCNN, side by side), the mask (ellipse), ~100 patches, the network in chunks, the median and the heat map.
 Weights are random: speed does not depend on them. The portrait is ../shared's 512 px validation
 face upscaled to the requested size; without ../shared a synthetic image is used with
 ``detector="whole"`` (so detection is not timed). Timings are medians over ``--repeats`` runs
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     ap.add_argument("--chunk-size", type=int, default=None,
                     help="patches per forward pass (default: EffRes's, 16 on CPU and 64 on GPU)")
+    ap.add_argument("--detectors", nargs="+", default=["haar", "mtcnn"], choices=["haar", "mtcnn", "retinaface"],
+                    help="face detectors to time (default: haar, the old offline default, and mtcnn, the new one)")
     ap.add_argument("--variants", action="store_true",
                     help="also time the plain layout (contiguous weights, chunk 64) and bf16 autocast")
     args = ap.parse_args(argv)
@@ -150,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     rgb, detector = portrait(args.size)
+    detectors = args.detectors if detector != "whole" else ["whole"]
     cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    print(f"effres score benchmark: {args.size}x{args.size} portrait, detector {detector}, masker ellipse, "
+    print(f"effres score benchmark: {args.size}x{args.size} portrait, detectors {', '.join(detectors)}, masker ellipse, "
           f"{args.repeats} repeats")
     import os
 
@@ -167,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.variants:
                 variants += [("contiguous, chunk 64", {"contiguous_weights": True, "chunk_size": 64}),
                              ("bf16 autocast", {"bf16": True})]
-            for name, kwargs in variants:
+            for (name, kwargs), detector in ((v, d) for v in variants for d in detectors):
                 kwargs = {"chunk_size": args.chunk_size, **kwargs}
                 row = bench_backbone(backbone, device, rgb, detector, args.repeats, **kwargs)
-                row["variant"] = name
+                row["variant"] = f"{name}, {detector}"
                 rows.append(row)
                 print(f"  {backbone} {device} {name}: {row['total']:.3f} s/face wall, {row['cpu_total']:.3f} "
                       f"cpu-s/face", file=sys.stderr, flush=True)

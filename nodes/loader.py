@@ -120,7 +120,8 @@ class EffResLoader(io.ComfyNode):
                 io.Combo.Input("device", options=list(DEVICES), default="auto",
                                tooltip="Where the scorer runs; 'auto' uses ComfyUI's device."),
                 io.Combo.Input("detector", options=list(DETECTORS), default="auto",
-                               tooltip="Face detector: 'auto' = RetinaFace if installed, else OpenCV Haar; "
+                               tooltip="Face detector: 'auto' = RetinaFace if installed with its weights in models/facexlib, "
+                                       "else the bundled MTCNN; "
                                        "'whole' treats the whole image as the face."),
                 io.Combo.Input("masker", options=list(MASKERS), default="auto",
                                tooltip="Face mask that decides which patches count: 'auto' = BiSeNet face parsing "

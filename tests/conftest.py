@@ -73,3 +73,16 @@ def randomise_batchnorm(net):
             m.weight.data.copy_(torch.randn(c, generator=g))
             m.bias.data.copy_(torch.randn(c, generator=g))
     return net.eval()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run the tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

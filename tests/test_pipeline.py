@@ -80,10 +80,10 @@ def test_bad_input_never_a_silent_zero(tmp_path):
         model.score(torch.full((2, 3, 40, 40), float("nan")))
 
 
-def test_tiny_face_reason():
-    result = _scorer().score(face_like_image(size=20))  # the tiny model's patches are 32 px
+def test_tiny_face_reason_names_the_floor():
+    result = _scorer().score(face_like_image(size=40))  # under the 48 px floor
     assert result.ratio is None and result.effective_resolution is None
-    assert "smaller than a 32x32 patch" in result.reason
+    assert "smaller than the 48 px floor" in result.reason
     assert result.faces[0].ratio is None and result.faces[0].patches_used == 0
 
 

@@ -38,7 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--patches", type=int, default=100, metavar="N", help="about N patches per face (default 100)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: CUDA if available)")
     p.add_argument("--detector", choices=DETECTORS, default="auto",
-                   help="face detector; auto = RetinaFace if available, else Haar; whole = image is one face")
+                   help="face detector; auto = RetinaFace if its weights are on disk, else the bundled MTCNN; "
+                        "whole = image is one face")
     p.add_argument("--masker", choices=MASKERS, default="auto",
                    help="foreground mask; auto = BiSeNet if available, else an ellipse over the face")
     p.add_argument("--bf16", action="store_true",

@@ -1,26 +1,45 @@
 """Face detection and cropping.
 
-Detectors, best first: facexlib's RetinaFace (when facexlib is installed and its weights are on
-disk or downloadable), OpenCV's Haar cascade (ships with opencv, always offline), or ``whole``
-(the image is one face: for crops that are already aligned faces).
+Detectors: ``mtcnn`` (MTCNN in plain torch with its weights shipped in the package: offline, any
+OpenCV or none), ``retinaface`` (facexlib's RetinaFace, only when facexlib is installed and its
+weight file is already on disk: nothing is downloaded), ``haar`` (OpenCV's Haar cascade with an
+eye check; OpenCV 4 only, 5.x removed it) and ``whole`` (the image is one face: for crops that
+already are faces). ``auto`` takes the first of retinaface, mtcnn, haar that loads and says once,
+on stderr, which one it chose and why it skipped the ones before it.
+
+Which detector is the default was decided by measurement: ``benchmarks/bench_detection.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
 logger = logging.getLogger("effres")
 
-DETECTORS = ("auto", "retinaface", "haar", "whole")
-#: Longest side Haar detection runs at. Faces under 6% of the shorter side are not searched for at
-#: any size, so shrinking costs few faces: on the 52 faces in ../shared and examples/, 640 found
-#: the same faces as 800 in 0.19 s instead of 0.25 s per image (one core).
+DETECTORS = ("auto", "retinaface", "mtcnn", "haar", "whole")
+#: Smallest face side (px) the detectors search for: below the scorer's 48 px floor, so faces at the
+#: floor are found reliably and those just under it are reported with a reason instead of missed.
+SEARCH_MIN_FACE = 40
+#: Face probability each MTCNN stage needs. On the detection set of benchmarks/bench_detection.py
+#: every face >= 48 px passes even 0.99 at the last stage; false faces on the dev split (training
+#: identities) fell from 7 in 59 images at MTCNN's usual 0.7 to 2 at 0.95, which leaves a margin
+#: for blurrier faces than the set holds.
+MTCNN_THRESHOLDS = (0.6, 0.7, 0.95)
+#: Longest side Haar detection runs at (faces under 6% of the shorter side are not searched for).
 _HAAR_MAX_SIDE = 640
+#: facexlib's weight files, by what they are for.
+RETINAFACE_WEIGHTS = "detection_Resnet50_Final.pth"
+BISENET_WEIGHTS = "parsing_bisenet.pth"
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,11 @@ class FaceBox:
     def height(self) -> int:
         return self.y1 - self.y0
 
+    @property
+    def side(self) -> int:
+        """The longer side: the face size the scorer's floor and upscaling refer to."""
+        return max(self.width, self.height)
+
     def as_list(self) -> list[int]:
         return [self.x0, self.y0, self.x1, self.y1]
 
@@ -55,18 +79,64 @@ def expand_box(box: FaceBox, height: int, width: int, margin: float) -> FaceBox:
                    min(width, int(np.ceil(box.x1 + mx))), min(height, int(np.ceil(box.y1 + my * 0.8))), box.score)
 
 
+def _clip_boxes(rows, height: int, width: int) -> list[FaceBox]:
+    """``(x0, y0, x1, y1, score)`` rows -> integer boxes inside the image, largest first; empty ones dropped."""
+    boxes = []
+    for x0, y0, x1, y1, score in rows:
+        b = FaceBox(max(0, int(round(x0))), max(0, int(round(y0))), min(width, int(round(x1))),
+                    min(height, int(round(y1))), float(score))
+        if b.width > 0 and b.height > 0:
+            boxes.append(b)
+    return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
+
+
 def detect_whole(rgb: np.ndarray) -> list[FaceBox]:
     """The whole image is the face."""
     return [FaceBox(0, 0, rgb.shape[1], rgb.shape[0])]
+
+
+# ---- MTCNN (the default) -----------------------------------------------------------------------
+def make_mtcnn(device: str = "cpu", min_face: float = SEARCH_MIN_FACE) -> Detector:
+    """MTCNN with the shipped weights (``effres_core/measure/weights/mtcnn.safetensors``).
+
+    It searches an image pyramid for faces from ``min_face`` px up to the whole image, so small
+    faces in large images are found without tiling."""
+    import torch
+
+    from .mtcnn import load_mtcnn
+
+    nets = load_mtcnn(str(device))
+
+    def detect(rgb: np.ndarray) -> list[FaceBox]:
+        owned = np.require(rgb, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])  # torch wants writable memory
+        image = torch.from_numpy(owned).to(nets.pnet.conv1.weight.device).permute(2, 0, 1)
+        rows = nets(image, min_face=min_face, thresholds=MTCNN_THRESHOLDS).cpu().tolist()
+        return _clip_boxes(rows, *rgb.shape[:2])
+
+    return detect
+
+
+# ---- Haar (OpenCV 4 only) ----------------------------------------------------------------------
+def haar_unavailable() -> str | None:
+    """Why OpenCV's Haar cascade cannot run here (None when it can)."""
+    try:
+        import cv2
+    except Exception as err:  # noqa: BLE001 - a broken cv2 install raises all sorts
+        return f"OpenCV does not import ({err.__class__.__name__}: {err})"
+    if not hasattr(cv2, "CascadeClassifier"):
+        return f"OpenCV {getattr(cv2, '__version__', '?')} has no Haar cascade (removed in 5.x)"
+    if not hasattr(cv2, "data") or not hasattr(cv2.data, "haarcascades"):
+        return f"OpenCV {getattr(cv2, '__version__', '?')} ships no cascade files (cv2.data)"
+    return None
 
 
 @lru_cache(maxsize=1)
 def _haar_cascade():
     import cv2
 
-    if not hasattr(cv2, "CascadeClassifier"):
-        raise RuntimeError(f"OpenCV {cv2.__version__} has no Haar cascade (removed in 5.x); install "
-                           "opencv-python-headless<5, or use detector='whole' or 'retinaface'")
+    why = haar_unavailable()
+    if why:
+        raise RuntimeError(f"{why}; use detector='mtcnn' (bundled, needs no OpenCV) or 'whole'")
     path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
@@ -130,52 +200,120 @@ def _drop_nested(boxes: list[FaceBox]) -> list[FaceBox]:
     return kept
 
 
+# ---- facexlib (RetinaFace, and BiSeNet in masks.py): local weights only ------------------------
+def effres_home() -> Path:
+    """``$EFFRES_HOME``, else ``~/.cache/effres``: where effres looks for optional weight files."""
+    return Path(os.environ.get("EFFRES_HOME") or Path.home() / ".cache" / "effres")
+
+
+def facexlib_weight_dirs() -> list[Path]:
+    """Folders searched for facexlib's weight files, in order: ``$EFFRES_HOME/facexlib``, facexlib's
+    own ``model_rootpath`` default (``facexlib/weights`` in site-packages), and ComfyUI's
+    ``models/facexlib`` and ``models/facedetection`` when running inside ComfyUI."""
+    dirs = [effres_home() / "facexlib"]
+    spec = importlib.util.find_spec("facexlib")
+    if spec is not None and spec.origin:
+        dirs.append(Path(spec.origin).parent / "weights")
+    folder_paths = sys.modules.get("folder_paths")  # ComfyUI's module, only when ComfyUI runs us
+    models_dir = getattr(folder_paths, "models_dir", None)
+    if models_dir:
+        dirs += [Path(models_dir) / "facexlib", Path(models_dir) / "facedetection"]
+    return dirs
+
+
+def find_facexlib_weight(filename: str) -> Path | None:
+    """The first ``filename`` found in :func:`facexlib_weight_dirs`, or None."""
+    for folder in facexlib_weight_dirs():
+        if (folder / filename).is_file():
+            return folder / filename
+    return None
+
+
+def facexlib_unavailable(filename: str) -> str | None:
+    """Why a facexlib model cannot load offline (None when facexlib and its weight file are there)."""
+    if importlib.util.find_spec("facexlib") is None:
+        return "facexlib is not installed (pip install 'effres[facexlib]')"
+    if find_facexlib_weight(filename) is None:
+        where = ", ".join(str(d) for d in facexlib_weight_dirs())
+        return (f"its weight file {filename} is not on disk (effres never downloads it); "
+                f"put it in {effres_home() / 'facexlib'} (or $EFFRES_HOME/facexlib); searched: {where}")
+    return None
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send third-party prints (facexlib's download and progress lines) to stderr, so that
+    ``effres score --json`` / ``--csv -`` keep stdout for their output alone."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 @lru_cache(maxsize=2)
 def _retinaface(device: str):
+    why = facexlib_unavailable(RETINAFACE_WEIGHTS)
+    if why:
+        raise RuntimeError(why)
     from facexlib.detection import init_detection_model
 
-    return init_detection_model("retinaface_resnet50", half=False, device=device)
+    folder = find_facexlib_weight(RETINAFACE_WEIGHTS).parent
+    with stdout_to_stderr():
+        return init_detection_model("retinaface_resnet50", half=False, device=device, model_rootpath=str(folder))
 
 
 def make_retinaface(device: str = "cpu") -> Detector:
-    """facexlib's RetinaFace (downloads its weights on first use if they are not on disk)."""
+    """facexlib's RetinaFace from a weight file already on disk (see :func:`facexlib_weight_dirs`)."""
     model = _retinaface(str(device))
 
     def detect(rgb: np.ndarray) -> list[FaceBox]:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), stdout_to_stderr():
             found = model.detect_faces(np.ascontiguousarray(rgb[..., ::-1]), 0.9)
-        h, w = rgb.shape[:2]
-        boxes = [FaceBox(max(0, int(r[0])), max(0, int(r[1])), min(w, int(r[2])), min(h, int(r[3])), float(r[4]))
-                 for r in found]
-        return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
+        return _clip_boxes([r[:5] for r in found], *rgb.shape[:2])
 
     return detect
 
 
+# ---- choosing one ------------------------------------------------------------------------------
 _logged: set[str] = set()
 
 
-def log_once(message: str) -> None:
+def log_once(message: str, level: int = logging.INFO) -> None:
     if message not in _logged:
         _logged.add(message)
-        logger.info(message)
+        logger.log(level, message)
 
 
 def get_detector(name: str = "auto", device: str = "cpu") -> tuple[Detector, str]:
-    """``(detector, resolved name)``; ``auto`` picks RetinaFace when it can load, else Haar."""
+    """``(detector, resolved name)``. ``auto``: RetinaFace when facexlib and its weights are on disk,
+    else the bundled MTCNN, else Haar; it logs its choice and what it skipped once, as a warning
+    so that it reaches stderr without any logging set-up."""
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose one of {DETECTORS}")
     if name == "whole":
         return detect_whole, "whole"
+    makers = {"retinaface": make_retinaface, "mtcnn": make_mtcnn}
+    if name in makers:
+        try:
+            return makers[name](device), name
+        except Exception as err:
+            raise RuntimeError(f"face detector {name!r} is not available: {err}") from err
     if name == "haar":
+        _haar_cascade()  # a clear error now rather than at the first image
         return detect_haar, "haar"
+    skipped = []
+    for candidate in ("retinaface", "mtcnn"):
+        try:
+            detector = makers[candidate](device)
+        except Exception as err:  # noqa: BLE001 - any failure means: try the next one
+            skipped.append(f"{candidate}: {err}")
+            continue
+        note = f"; skipped {'; '.join(skipped)}" if skipped else ""
+        log_once(f"face detector: {candidate}{note}", logging.WARNING)
+        return detector, candidate
     try:
-        return make_retinaface(device), "retinaface"
-    except Exception as err:  # facexlib missing, or its weights cannot be fetched offline
-        if name == "retinaface":
-            raise RuntimeError(f"RetinaFace is not available: {err}. Install facexlib (pip install "
-                               f"effres[facexlib]) with network access once, or use --detector haar") from err
-        log_once(f"face detector: RetinaFace unavailable ({err.__class__.__name__}), using OpenCV Haar cascade")
-        return detect_haar, "haar"
+        _haar_cascade()
+    except Exception as err:
+        raise RuntimeError("no face detector could load: " + "; ".join(skipped + [f"haar: {err}"])) from err
+    log_once(f"face detector: haar (OpenCV cascade); skipped {'; '.join(skipped)}", logging.WARNING)
+    return detect_haar, "haar"

@@ -6,12 +6,13 @@ detection-based fallback, an ellipse over the detected face and hair. ``none``: 
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Callable
 
 import numpy as np
 
-from .faces import FaceBox, log_once
+from .faces import BISENET_WEIGHTS, FaceBox, facexlib_unavailable, find_facexlib_weight, log_once, stdout_to_stderr
 
 MASKERS = ("auto", "bisenet", "ellipse", "none")
 #: CelebAMask-HQ labels of facexlib's BiSeNet that the paper treats as background:
@@ -42,13 +43,19 @@ def mask_none(crop: np.ndarray, face: FaceBox) -> np.ndarray:
 
 @lru_cache(maxsize=2)
 def _bisenet(device: str):
+    why = facexlib_unavailable(BISENET_WEIGHTS)
+    if why:
+        raise RuntimeError(why)
     from facexlib.parsing import init_parsing_model
 
-    return init_parsing_model("bisenet", device=device)
+    folder = find_facexlib_weight(BISENET_WEIGHTS).parent
+    with stdout_to_stderr():
+        return init_parsing_model("bisenet", device=device, model_rootpath=str(folder))
 
 
 def make_bisenet(device: str = "cpu") -> Masker:
-    """facexlib BiSeNet face parsing (downloads its weights on first use if they are not on disk)."""
+    """facexlib BiSeNet face parsing from a weight file already on disk (never downloaded; where
+    it is looked for: :func:`~effres_core.measure.faces.facexlib_weight_dirs`)."""
     net = _bisenet(str(device))
 
     def mask(crop: np.ndarray, face: FaceBox) -> np.ndarray:
@@ -56,11 +63,11 @@ def make_bisenet(device: str = "cpu") -> Masker:
         import torch.nn.functional as F
 
         h, w = crop.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255).to(device)
+        x = torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255).to(device)
         x = F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False, antialias=True)
         mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
-        with torch.inference_mode():
+        with torch.inference_mode(), stdout_to_stderr():
             labels = net((x - mean) / std)[0].argmax(1, keepdim=True).float()
         labels = F.interpolate(labels, size=(h, w), mode="nearest")[0, 0].long().cpu().numpy()
         return (~np.isin(labels, BISENET_BACKGROUND)).astype(np.float32)
@@ -79,10 +86,9 @@ def get_masker(name: str = "auto", device: str = "cpu", detector: str = "haar") 
         return mask_ellipse, "ellipse"
     try:
         return make_bisenet(device), "bisenet"
-    except Exception as err:  # facexlib missing, or weights not downloadable
+    except Exception as err:  # facexlib missing, or its weights not on disk
         if name == "bisenet":
-            raise RuntimeError(f"BiSeNet face parsing is not available: {err}. Install facexlib (pip install "
-                               f"effres[facexlib]) with network access once, or use --masker ellipse") from err
+            raise RuntimeError(f"BiSeNet face parsing is not available: {err}; or use masker='ellipse'") from err
         fallback = "none" if detector == "whole" else "ellipse"
-        log_once(f"face mask: BiSeNet unavailable ({err.__class__.__name__}), using the {fallback} fallback")
+        log_once(f"face mask: {fallback}; skipped bisenet: {err}", logging.WARNING)
         return (mask_none, "none") if fallback == "none" else (mask_ellipse, "ellipse")

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..model import hub
@@ -20,6 +21,12 @@ from .masks import get_masker
 from ..model.net import EffResNet, fold_batchnorm
 from .patches import scores_to_map
 from .scoring import effective_resolution_ratio, patch_scores
+from ..synthesis.degradations import resize_antialiased
+
+#: Faces smaller than this (box side, px) get no ratio: the size face detailers start at.
+MIN_FACE_SIZE = 48
+#: Faces smaller than this (box side, px) are upscaled to it before scoring (benchmarks/bench_small_faces.py).
+FACE_SIZE = 224
 
 
 @dataclass
@@ -30,9 +37,13 @@ class FaceScore:
     ratio: float | None
     patches_used: int
     reason: str | None = None
+    #: how much the face was upscaled before scoring (faces smaller than ``EffRes.face_size``); the
+    #: ratio is relative to the face's own pixels all the same
+    upscale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": self.box, "ratio": self.ratio, "patches_used": self.patches_used, "reason": self.reason}
+        return {"box": self.box, "ratio": self.ratio, "patches_used": self.patches_used, "reason": self.reason,
+                "upscale": self.upscale}
 
 
 @dataclass
@@ -85,17 +96,20 @@ class EffRes(nn.Module):
 
     Args:
         net: the patch regressor.
-        detector: ``auto`` | ``retinaface`` | ``haar`` | ``whole``.
+        detector: ``auto`` | ``retinaface`` | ``mtcnn`` | ``haar`` | ``whole``.
         masker: ``auto`` | ``bisenet`` | ``ellipse`` | ``none``.
         n_patches: about how many patches per face (the paper's 100).
         min_foreground: share of face a patch needs to count (the paper's 0.9).
         margin: how far the face crop reaches beyond the detected box, in box sizes.
+        min_face_size: faces whose box side (px) is smaller are not scored; their ``reason`` says so.
+        face_size: faces smaller than this (box side, px) are upscaled to it before scoring, and
+            their ratio converted back to their own pixels (see :meth:`face_upscale`).
         device: where the network runs; CUDA when available by default.
     """
 
     def __init__(self, net: EffResNet, detector: str = "auto", masker: str = "auto", n_patches: int = 100,
                  min_foreground: float = 0.9, margin: float = 0.5, device: str | torch.device | None = None,
-                 chunk_size: int | None = None):
+                 chunk_size: int | None = None, min_face_size: int = MIN_FACE_SIZE, face_size: int = FACE_SIZE):
         super().__init__()
         self.net = net.eval()
         for p in self.net.parameters():
@@ -105,6 +119,9 @@ class EffRes(nn.Module):
         self.inference_net = fold_batchnorm(self.net)
         self.n_patches, self.min_foreground, self.margin, self.chunk_size = n_patches, min_foreground, margin, chunk_size
         self.detector_name, self.masker_name = detector, masker
+        if not 1 <= int(min_face_size) <= int(face_size):
+            raise ValueError(f"need 1 <= min_face_size <= face_size, got {min_face_size} and {face_size}")
+        self.min_face_size, self.face_size = int(min_face_size), int(face_size)
         self._detect = self._mask = None
         self.to(torch.device(device) if device is not None else default_device())
         if self.device.type == "cpu":
@@ -228,6 +245,49 @@ class EffRes(nn.Module):
             return ScoreResult(path=path, error=str(err))
         return self.score_rgb(rgb, path=path)
 
+    def face_upscale(self, box: FaceBox, crop: FaceBox) -> float:
+        """The factor k a face's crop is upscaled by before scoring (1 = not at all).
+
+        A detected face whose side is under ``face_size`` is upscaled so that it is ``face_size``
+        px: then enough 128 px patches lie mostly on the face, and each sees the face at the
+        scale the model was trained on. With ``detector="whole"`` the image is the crop, and it is
+        upscaled only when it is smaller than one patch."""
+        if self.detector_resolved == "whole":
+            return max(1.0, self.patch_size / min(crop.height, crop.width))
+        return max(1.0, self.face_size / box.side)
+
+    def _score_face(self, rgb: np.ndarray, box: FaceBox, crop: FaceBox, mask: np.ndarray):
+        """Patch scores of one face relative to its own pixels, their map over the crop and the
+        upscale factor k, or a string saying why the face cannot be scored.
+
+        Upscaling by k multiplies the pixel count and adds no detail, so the model sees a ratio
+        about k times smaller; scores are multiplied back by k (and capped at 1), which makes a
+        small face's ratio mean the same as a large one's (benchmarks/bench_small_faces.py)."""
+        side = min(crop.height, crop.width) if self.detector_resolved == "whole" else box.side
+        if side < self.min_face_size:
+            return (f"face {box.width}x{box.height} px is smaller than the {self.min_face_size} px floor "
+                    "for scoring (min_face_size)")
+        p = self.patch_size
+        k = self.face_upscale(box, crop)
+        x = rgb_to_tensor(rgb[crop.y0:crop.y1, crop.x0:crop.x1], self.device)
+        m = torch.from_numpy(mask)[None, None].to(self.device)
+        if k > 1:
+            size = (max(p, round(crop.height * k)), max(p, round(crop.width * k)))
+            x = resize_antialiased(x, size, "bicubic").clamp(0, 1).contiguous(memory_format=torch.channels_last)
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        if min(x.shape[-2:]) < p:
+            return f"face crop {crop.height}x{crop.width} is smaller than a {p}x{p} patch"
+        scores, grid = patch_scores(self.inference_net, x, m, n_patches=self.n_patches,
+                                    min_foreground=self.min_foreground, chunk_size=self.chunk_size)
+        scores = (scores[0].float().clamp(0, 1) * k).clamp(max=1)  # relative to the face's own pixels
+        kept = scores[~torch.isnan(scores)]
+        if kept.numel() == 0:
+            return "no patch is mostly face (all background)"
+        face_map = scores_to_map(scores, grid)
+        if k > 1:  # back to the crop's own pixels
+            face_map = F.interpolate(face_map[None, None], size=(crop.height, crop.width), mode="nearest")[0, 0]
+        return kept, face_map.numpy(), k
+
     @torch.inference_mode()
     def score_rgb(self, rgb: np.ndarray, path: str | None = None) -> ScoreResult:
         """Score one ``[H, W, 3]`` uint8 RGB image."""
@@ -237,28 +297,18 @@ class EffRes(nn.Module):
         heatmap = np.full((h, w), np.nan, dtype=np.float32)
         full_mask = np.zeros((h, w), dtype=np.float32)
         kept_scores: list[torch.Tensor] = []
-        p = self.patch_size
         for box, crop, mask in self._faces(rgb):
             region = full_mask[crop.y0:crop.y1, crop.x0:crop.x1]
             np.maximum(region, mask, out=region)
-            if crop.height < p or crop.width < p:
-                result.faces.append(FaceScore(box.as_list(), None, 0,
-                                              f"face crop {crop.height}x{crop.width} is smaller than a {p}x{p} patch"))
+            scored = self._score_face(rgb, box, crop, mask)
+            if isinstance(scored, str):
+                result.faces.append(FaceScore(box.as_list(), None, 0, scored))
                 continue
-            x = rgb_to_tensor(rgb[crop.y0:crop.y1, crop.x0:crop.x1], self.device)
-            m = torch.from_numpy(mask)[None, None].to(self.device)
-            scores, grid = patch_scores(self.inference_net, x, m, n_patches=self.n_patches,
-                                        min_foreground=self.min_foreground, chunk_size=self.chunk_size)
-            scores = scores[0].float().clamp(0, 1)
-            kept = scores[~torch.isnan(scores)]
-            if kept.numel() == 0:
-                result.faces.append(FaceScore(box.as_list(), None, 0, "no patch is mostly face (all background)"))
-                continue
+            kept, face_map, k = scored
             kept_scores.append(kept)
-            face_map = scores_to_map(scores, grid).numpy()
             target = heatmap[crop.y0:crop.y1, crop.x0:crop.x1]
             np.copyto(target, face_map, where=~np.isnan(face_map))
-            result.faces.append(FaceScore(box.as_list(), float(kept.median()), int(kept.numel())))
+            result.faces.append(FaceScore(box.as_list(), float(kept.median()), int(kept.numel()), upscale=round(k, 3)))
         result.heatmap, result.mask = heatmap, full_mask
         if kept_scores:
             y = float(torch.cat(kept_scores).median())
