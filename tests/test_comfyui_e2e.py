@@ -38,22 +38,13 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from PIL import Image
-
     from effres_core.model import hub
 
     tmp = tmp_path_factory.mktemp("comfyui_e2e")
     pack = tmp / "effres"
     pack.symlink_to(ROOT, target_is_directory=True)  # links into custom_nodes/ under the name "effres"
     inputs = tmp / "input"
-    inputs.mkdir()
-    if FACE.is_file():
-        image = Image.open(FACE).convert("RGB")
-    else:  # no shared data: any picture will do to prove the wiring
-        image = Image.fromarray((torch.rand(512, 512, 3) * 255).byte().numpy())
-    for folder in (inputs, Path(COMFYUI_DIR) / "input"):  # the tool's --input-dir is not applied everywhere
-        folder.mkdir(exist_ok=True)
-        image.save(folder / "effres_face.png")
+    inputs.mkdir()  # empty, as in a fresh install: the pack copies its example images in
     weights = ""
     if not (hub.BUNDLED_DEFAULT / hub.WEIGHTS_NAME).is_file():
         from effres_core.model.net import EffResNet
