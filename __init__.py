@@ -19,7 +19,10 @@ if ComfyExtension is not None:
             return node_classes()
 
     async def comfy_entrypoint() -> EffResExtension:
-        """ComfyUI's V3 entry point."""
+        """ComfyUI's V3 entry point (called once, when ComfyUI loads the pack)."""
+        from .nodes.examples import install_example_inputs
+
+        install_example_inputs()  # the images the shipped workflows load, into ComfyUI's input folder
         return EffResExtension()
 
     __all__ = ["comfy_entrypoint"]

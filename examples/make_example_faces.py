@@ -2,6 +2,8 @@
 
 A sharp 1024 px portrait (the 2048 px source halved: its JPEG is not pixel-sharp at full size),
 its 4x-downscaled-and-upscaled copy (true ratio 0.25), and a real 512 px photo with its 2x copy.
+Also ``two_faces.jpg`` (1024 x 512, the ComfyUI example input for the SEGS and best-of graphs):
+the sharp photo beside the portrait at 512 px after a 4x down-and-up (a soft face, true ratio 0.25).
 """
 
 import sys
@@ -38,6 +40,8 @@ def main():
     photo = to_tensor(load_image(VAL / "real_pyfeat_0-f1-su-ph.jpg"))
     save(photo, OUT / "photo_sharp.jpg")
     save(degrade(photo, 0.5, "lanczos3", "bilinear")[0], OUT / "photo_2x_upscaled.jpg")
+    soft = degrade(resize_antialiased(portrait, (512, 512), "area"), 0.25, "bicubic")[0]
+    save(torch.cat([photo, soft], dim=-1), OUT / "two_faces.jpg")
 
 
 if __name__ == "__main__":

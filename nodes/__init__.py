@@ -20,6 +20,9 @@ NODES = (
     ("facemask", "EffResFaceMask"),
     ("enhance", "EffResEnhance"),
     ("guidance", "EffResGuidance"),
+    ("segs", "EffResFaceSEGS"),
+    ("segs", "EffResSEGSFilter"),
+    ("bestof", "EffResBestOf"),
 )
 
 

@@ -145,3 +145,70 @@ def test_core_modules_do_not_import_diffusers():
     code = ("import sys, effres_core, effres_core.gradient.guidance, effres_core.gradient.enhance, effres_core.gradient.losses; "
             "assert 'diffusers' not in sys.modules, 'diffusers imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- face windows ------------------------------------------------------------------------------
+from effres_core.gradient.guidance import (FaceWindow, centre_window, detect_faces, face_windows,  # noqa: E402
+                                           mask_boxes, sharpness_gradient_windows)
+from effres_core.measure.faces import FaceBox  # noqa: E402
+
+
+def test_face_windows_margin_cap_and_merge():
+    (win,) = face_windows([FaceBox(64, 64, 128, 128)], (64, 64), margin=0.25)
+    assert (win.top, win.left, win.height, win.width) == (6, 6, 12, 12) and win.faces == ((64, 64, 128, 128),)
+    (capped,) = face_windows([(0, 0, 400, 400)], (64, 64), margin=0.0, max_latent=16)
+    assert (capped.height, capped.width) == (16, 16) and (capped.top, capped.left) == (17, 17)  # around the centre
+    (grown,) = face_windows([(500, 500, 508, 508)], (64, 64), margin=0.0, min_latent=8)
+    assert (grown.height, grown.width) == (8, 8) and grown.top + grown.height <= 64  # inside the latents
+    merged = face_windows([(10, 10, 40, 40), (30, 30, 60, 60)], (64, 64), margin=0.0)
+    assert len(merged) == 1 and len(merged[0].faces) == 2
+    apart = face_windows([(10, 10, 40, 40), (30, 30, 60, 60)], (64, 64), margin=0.0, max_latent=5)
+    assert len(apart) == 2  # the union would not fit the cap
+    assert centre_window((64, 32), max_latent=16) == FaceWindow(0, 24, 8, 16, 16)
+
+
+def test_mask_boxes_and_detect_faces():
+    mask = torch.zeros(2, 64, 64)
+    mask[0, 5:20, 10:30] = 1
+    mask[0, 40:60, 40:50] = 1
+    boxes = mask_boxes(mask)
+    assert boxes[0] == [FaceBox(10, 5, 30, 20), FaceBox(40, 40, 50, 60)] and boxes[1] == []
+    seen = []
+    found = detect_faces(torch.rand(2, 3, 16, 24), lambda rgb: seen.append(rgb.shape) or [FaceBox(0, 0, 4, 4)])
+    assert seen == [(16, 24, 3)] * 2 and found == [[FaceBox(0, 0, 4, 4)]] * 2
+
+
+def test_window_gradient_lands_only_inside_the_windows(net, conv_decode):
+    x0 = torch.randn(2, 4, 32, 32)
+    windows = face_windows([(16, 16, 112, 112)], (32, 32), batch=0, margin=0.25) + \
+        face_windows([(150, 120, 250, 230)], (32, 32), batch=1, margin=0.25)
+    with torch.inference_mode():  # as a ComfyUI sampler calls it
+        grad, score = sharpness_gradient_windows(x0, conv_decode, net, windows)
+    inside = torch.zeros_like(grad, dtype=torch.bool)
+    for w in windows:
+        inside[w.batch, :, w.slices[0], w.slices[1]] = True
+    assert torch.isfinite(score).all() and grad[inside].abs().sum() > 0
+    assert torch.count_nonzero(grad[~inside]) == 0
+    # an ascent direction: a small step raises the faces' score
+    _, after = sharpness_gradient_windows(x0 + 0.05 * grad, conv_decode, net, windows)
+    assert (after > score).all(), (score, after)
+
+
+def test_window_gradient_matches_the_whole_image_inside_a_local_decoder(net):
+    """With a decoder that does not mix latent pixels, judging a window whole equals cropping to it."""
+    x0 = torch.randn(1, 4, 16, 16)
+    win = FaceWindow(0, 4, 4, 8, 8)
+    grad, _ = sharpness_gradient_windows(x0, local_decode, net, [win], normalize="none")
+    ref = sharpness_gradient(x0[..., 4:12, 4:12], local_decode, net, normalize="none")
+    assert torch.allclose(grad[..., 4:12, 4:12], ref, atol=1e-6)
+
+
+def test_window_mask_and_bad_windows(net, conv_decode):
+    x0 = torch.randn(1, 4, 16, 16)
+    win = FaceWindow(0, 0, 0, 16, 16, ((0, 0, 64, 64),))
+    grad, _ = sharpness_gradient_windows(x0, conv_decode, net, [win], mask=torch.zeros(1, 128, 128))
+    assert torch.count_nonzero(grad) == 0  # a mask without face pixels: nothing to sharpen
+    with pytest.raises(ValueError, match="does not fit"):
+        sharpness_gradient_windows(x0, conv_decode, net, [FaceWindow(0, 10, 10, 8, 8)])
+    with pytest.raises(ValueError, match="does not fit"):
+        sharpness_gradient_windows(x0, conv_decode, net, [FaceWindow(1, 0, 0, 8, 8)])

@@ -13,7 +13,8 @@ import torch
 
 from nodes_support import comfy_images, inference_tensors_in, pack
 
-NODE_IDS = {"EffResLoader", "EffResScore", "EffResFilter", "EffResGuidance", "EffResEnhance", "EffResFaceMask"}
+NODE_IDS = {"EffResLoader", "EffResScore", "EffResFilter", "EffResGuidance", "EffResEnhance", "EffResFaceMask",
+            "EffResFaceSEGS", "EffResSEGSFilter", "EffResBestOf"}
 
 
 @pytest.fixture(scope="module")

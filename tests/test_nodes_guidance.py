@@ -159,3 +159,46 @@ def test_mask_limits_the_nudge(effres_pack, scorer):
 def test_bad_window(effres_pack, scorer):
     with pytest.raises(ValueError, match="start_percent"):
         patch(effres_pack, scorer, FakeVAE(), start_percent=0.8, end_percent=0.2)
+
+
+def test_faces_region_from_a_mask_changes_only_the_face_window(effres_pack, scorer):
+    mask = torch.zeros(1, 128, 128)
+    mask[:, 8:48, 72:120] = 1  # an off-centre "face", top right
+    with torch.inference_mode():
+        mask = mask.clone()
+    model = patch(effres_pack, scorer, FakeVAE(), mask=mask, region="faces", face_margin=0.25)
+    x0 = latents(size=16)
+    change = (step(model, x0) - x0).abs()[0].amax(dim=0)
+    hook = model.model_options["sampler_post_cfg_function"][0]
+    (win,) = hook.windows
+    assert (win.top, win.left) == (0, 7) and win.top + win.height <= 8 and win.left + win.width == 16
+    inside = torch.zeros_like(change, dtype=torch.bool)
+    inside[win.slices] = True
+    assert change[inside].sum() > 0 and torch.count_nonzero(change[~inside]) == 0
+    whole = patch(effres_pack, scorer, FakeVAE(), mask=mask, region="whole image")
+    assert not whole.model_options["sampler_post_cfg_function"][0].windows
+
+
+def test_faces_region_looks_again_until_a_face_is_found(effres_pack, scorer, caplog):
+    guidance = sub(effres_pack, "nodes.guidance")
+    calls = []
+
+    def detector(rgb):
+        calls.append(rgb.shape)
+        return [] if len(calls) == 1 else [sub(effres_pack, "effres_core.measure.faces").FaceBox(0, 0, 48, 48)]
+
+    vae = FakeVAE()
+    hook = guidance.SharpnessHook(vae, scorer.inference_net, FakeLatentFormat(), 0.2, sigma_start=10.0, sigma_end=0.0,
+                                  max_decode_size=512, mask=None, region="faces", detector=detector)
+    x0 = latents(size=16)
+    args = {"denoised": x0, "sigma": torch.tensor([1.0])}
+    with caplog.at_level(logging.INFO, logger="effres"), torch.inference_mode():
+        first = hook(dict(args))
+        second = hook(dict(args))
+        hook(dict(args))
+    assert calls == [(128, 128, 3), (128, 128, 3)]  # found on the second step, then kept
+    assert "no face found" in caplog.text
+    assert torch.count_nonzero((first - x0)[..., 10:, 10:]) > 0  # whole image while no face was known
+    assert torch.count_nonzero((second - x0)[..., 10:, 10:]) == 0  # then only around the face
+    with pytest.raises(ValueError, match="region"):
+        patch(effres_pack, scorer, FakeVAE(), region="everywhere")

@@ -105,3 +105,9 @@ def test_our_nodes_match_their_schemas(api_path, schemas):
             value = node["inputs"].get(item.id)
             if getattr(item, "options", None) and isinstance(value, str) and item.id != "weights":
                 assert value in item.options, f"{nid}.{item.id} = {value!r}"
+
+
+def test_every_node_is_in_a_shipped_workflow(schemas):
+    """So the e2e run of the shipped graphs registers and executes every node in a real ComfyUI."""
+    used = {node["class_type"] for path in API_FILES for node in load(path).values()}
+    assert set(schemas) <= used, f"nodes in no shipped workflow: {set(schemas) - used}"
