@@ -173,6 +173,11 @@ class EffRes(nn.Module):
             inner = FaceBox(box.x0 - crop.x0, box.y0 - crop.y0, box.x1 - crop.x0, box.y1 - crop.y0)
             yield box, crop, mask(sub, inner)
 
+    def face_regions(self, rgb: np.ndarray) -> list[tuple[FaceBox, FaceBox, np.ndarray]]:
+        """``(face box, crop box, crop mask)`` per face of an ``[H, W, 3]`` uint8 image, largest first:
+        the crops and masks :meth:`score_rgb` takes its patches from (the enhancer optimises on them)."""
+        return list(self._faces(rgb))
+
     def face_masks(self, images) -> torch.Tensor:
         """The foreground mask the scorer uses, ``[B, H, W]`` float in [0, 1], in image coordinates."""
         rgbs = self._to_rgb_list(images)
