@@ -305,3 +305,17 @@ def test_integer_inputs_keep_their_dtype(net, face):
     x = torch.from_numpy(face).long().permute(2, 0, 1)[None]
     out = enhance(net, x, steps=1, n_patches=16).images
     assert out.dtype == torch.int64 and out.shape == x.shape and 0 <= out.min() and out.max() <= 255
+
+
+@pytest.mark.integration
+def test_default_model_after_is_effres_score_of_the_saved_file(real_face_path, tmp_path):
+    """The bundled model on a real 512 px photo (Haar face, ellipse mask): what the enhancer
+    reports is what scoring the written file gives, and sharpening raises it."""
+    from effres_core.measure.scorer import EffRes
+
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    model = EffRes.from_pretrained(device="cpu", detector="haar", masker="ellipse", n_patches=25)  # fast
+    result = enhance_file(real_face_path, tmp_path / "out.png", model, steps=2)
+    assert float(result.after[0]) == pytest.approx(model.score(tmp_path / "out.png").ratio, abs=0.01)
+    assert float(result.before[0]) == pytest.approx(model.score(real_face_path).ratio, abs=1e-6)
+    assert result.after[0] > result.before[0] and result.raw_after[0] > result.raw_before[0]
