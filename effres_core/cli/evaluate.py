@@ -69,8 +69,8 @@ def run(args) -> int:
                 estimate = estimate_run(scorers, faces, spec)
                 print(f"effres evaluate: {estimate.describe()}", file=sys.stderr)
                 if estimate.seconds > QUICK_SECONDS:
-                    print("effres evaluate: for a quicker look use fewer faces and patches, e.g. --max-faces 3 "
-                          "--n-patches 25 --max-side 384 (--estimate-only prints this and stops)", file=sys.stderr)
+                    print("effres evaluate: fewer faces (--max-faces), patches (--n-patches) or smaller crops "
+                          "(--max-side) make it quicker; --estimate-only prints this and stops", file=sys.stderr)
                 if args.estimate_only:
                     return 0
             reports = evaluate_many(scorers, args.sharp_dir, spec=spec, faces=faces, max_side=args.max_side,

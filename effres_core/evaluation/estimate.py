@@ -44,21 +44,23 @@ def format_duration(seconds: float) -> str:
 
 
 def estimate_run(scorers: Mapping[str, Scorer], faces: Sequence[SharpFace], spec: SuiteSpec | None = None, *,
-                 sample: int = 2) -> RunEstimate:
+                 sample: int = 4) -> RunEstimate:
     """Estimate a run of :func:`~effres_core.evaluation.runner.evaluate_many` over ``faces``: count the
-    first face's images and time each scorer on ``sample`` of them (spread over the sets; the
-    fastest one counts, so a first call's set-up cost does not)."""
+    first face's images and time each scorer on ``sample`` of them of one size, batched as the run
+    batches them (after one untimed image, so first-call set-up costs do not count)."""
     spec = spec or SuiteSpec()
     if not faces:
         return RunEstimate(0, 0, {name: 0.0 for name in scorers})
     items = [it for group in spec.groups(1, _smallest_side(scorers)) for it in group.build(faces[:1])]
-    picked = [items[i * len(items) // sample].image for i in range(min(sample, len(items)))]
+    by_shape: dict[tuple, list] = {}
+    for it in items:
+        by_shape.setdefault(tuple(it.image.shape[-2:]), []).append(it.image)
+    same = max(by_shape.values(), key=len)
+    picked = [same[i * len(same) // sample] for i in range(min(sample, len(same)))]
     per_image = {}
     for name, scorer in scorers.items():
-        times = []
-        for image in picked:
-            start = time.perf_counter()
-            score_images(scorer, [image], batch_size=1)
-            times.append(time.perf_counter() - start)
-        per_image[name] = min(times) if times else 0.0
+        score_images(scorer, picked[:1], batch_size=1)
+        start = time.perf_counter()
+        score_images(scorer, picked, batch_size=len(picked))
+        per_image[name] = (time.perf_counter() - start) / max(1, len(picked))
     return RunEstimate(len(faces), len(items) * len(faces), per_image)
