@@ -110,6 +110,8 @@ def test_a_bad_image_in_a_batch_only_marks_itself(model, face):
 def test_a_batch_inside_a_list_gives_one_result_per_image(model, face):
     batch = torch.from_numpy(face).float().permute(2, 0, 1)[None].repeat(2, 1, 1, 1) / 255
     assert len(model.score([face, batch])) == 3
+    arrays = model.score(np.stack([face, face]))  # a [B, H, W, 3] array is a batch too
+    assert len(arrays) == 2 and arrays[0].ratio == pytest.approx(model.score(face).ratio, abs=1e-6)
 
 
 def test_empty_and_tolerance_edges():

@@ -71,6 +71,10 @@ class ScoreResult:
         }
 
 
+def _is_array(x) -> bool:
+    return torch.is_tensor(x) or isinstance(x, np.ndarray)
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -214,8 +218,8 @@ class EffRes(nn.Module):
         """Score one image (a :class:`ScoreResult`) or many (a list).
 
         ``images``: a path, a PIL image, an ``[H, W, C]`` array, a ``[B, 3, H, W]`` or ComfyUI
-        ``[B, H, W, C]`` tensor, or a list of these. A batch tensor or a list gives a list, one
-        result per image (a batch tensor inside a list gives one per image too).
+        ``[B, H, W, C]`` tensor (or a ``[B, H, W, C]`` array), or a list of these. A batch or a list
+        gives a list, one result per image (a batch inside a list gives one per image too).
 
         Values follow one rule (:func:`~effres_core.measure.imageio.check_image_values`):
         integers are 0..255, floats [0, 1]; other ranges, NaN, infinities and booleans are refused.
@@ -223,15 +227,15 @@ class EffRes(nn.Module):
         set (saying what was wrong, e.g. the range it saw) and ``ratio`` ``None``, and the other
         images of a list or batch are scored as usual.
         """
-        batch = isinstance(images, (list, tuple)) or (torch.is_tensor(images) and images.ndim == 4)
+        batch = isinstance(images, (list, tuple)) or (_is_array(images) and images.ndim == 4)
         results = [self._score_one(item) for item in (self._items(images) if batch else [images])]
         return results if batch else results[0]
 
     @staticmethod
     def _items(images) -> list:
-        """One entry per image: list items in order, batch tensors split into their images."""
-        if torch.is_tensor(images) and images.ndim == 4:
-            return list(images.unbind(0))
+        """One entry per image: list items in order, batch tensors and arrays split into their images."""
+        if _is_array(images) and images.ndim == 4:
+            return list(images)  # [H, W, C] / [C, H, W] items
         if isinstance(images, (list, tuple)):
             return [one for item in images for one in EffRes._items(item)]
         return [images]
