@@ -33,8 +33,10 @@ def parse_models(pairs: list[str]) -> dict[str, str]:
     return models
 
 
-def enhancement_transfer(nets: dict, faces, steps: int, n_patches: int) -> dict[str, dict[str, float]]:
-    """``{enhancer: {judge: mean score gain}}`` on 2x-upscaled copies of ``faces``."""
+def enhancement_transfer(nets: dict, faces, steps: int, n_patches: int,
+                         **enhance_kwargs) -> dict[str, dict[str, float]]:
+    """``{enhancer: {judge: mean score gain}}`` on 2x-upscaled copies of ``faces``; ``enhance_kwargs``
+    go to :func:`~effres_core.gradient.enhance.enhance`."""
     import torch
 
     from effres_core.synthesis.degradations import degrade
@@ -50,7 +52,7 @@ def enhancement_transfer(nets: dict, faces, steps: int, n_patches: int) -> dict[
     base = {j: [judge(net, x) for x in soft] for j, net in nets.items()}
     table = {}
     for e, enhancer in nets.items():
-        sharpened = [enhance(enhancer, x, steps=steps, n_patches=n_patches).images for x in soft]
+        sharpened = [enhance(enhancer, x, steps=steps, n_patches=n_patches, **enhance_kwargs).images for x in soft]
         table[e] = {j: sum(judge(net, y) - b for y, b in zip(sharpened, base[j])) / len(soft)
                     for j, net in nets.items()}
     return table

@@ -141,7 +141,7 @@ def describe(results: Sequence[ScoreResult], extra: Sequence[str] | None = None)
             faces = len([f for f in r.faces if f.ratio is not None])
             lines.append(f"{tag}: ratio {r.ratio:.3f}, effective {h}x{w} px ({faces} face{'s' * (faces != 1)})")
         else:
-            lines.append(f"{tag}: not scored ({r.error or r.reason or 'unknown reason'})")
+            lines.append(f"{tag}: not scored: {r.error or r.reason or 'unknown reason'}")
     return "\n".join(lines)
 
 

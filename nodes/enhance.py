@@ -42,9 +42,11 @@ class EffResEnhance(io.ComfyNode):
             outputs=[
                 io.Image.Output(display_name="images", tooltip="The enhanced images (same layout as the input)."),
                 io.Float.Output(display_name="before", is_output_list=True,
-                                tooltip="Per-image ratio before; -1 where no face patch was usable."),
+                                tooltip="Per-image ratio before, as 'effres score' measures it; -1 where no face "
+                                        "could be scored."),
                 io.Float.Output(display_name="after", is_output_list=True,
-                                tooltip="Per-image ratio after; -1 where no face patch was usable."),
+                                tooltip="Per-image ratio of the output, as 'effres score' measures it; -1 where no "
+                                        "face could be scored."),
             ],
         )
 
@@ -68,6 +70,7 @@ class EffResEnhance(io.ComfyNode):
                              mask=None if mask is None else grad_input(mask))
             out = rgb_to_image(result.images.to(images), alpha, c)
         before, after = _scores(result.before), _scores(result.after)
-        text = "\n".join(f"#{i}: " + (f"{x:.3f} -> {y:.3f}" if x >= 0 and y >= 0 else "no usable face, unchanged")
-                         for i, (x, y) in enumerate(zip(before, after)))
+        moved = [bool(torch.isfinite(v)) for v in result.raw_before]  # False: no usable face patch
+        text = "\n".join(f"#{i}: " + (f"{x:.3f} -> {y:.3f}" if ok and x >= 0 and y >= 0 else "no usable face, unchanged")
+                         for i, (x, y, ok) in enumerate(zip(before, after, moved)))
         return io.NodeOutput(out, before, after, ui=ui.PreviewText(text))

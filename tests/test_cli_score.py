@@ -64,7 +64,7 @@ def test_default_lines_and_exit_code_zero(folder, tiny_model_dir, capsys):
     lines = out.strip().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(str(folder / "a.png") + ": ratio ") and "of 96x96, 1 face" in lines[0]
-    assert lines[1].startswith(str(folder / "tiny.png") + ": not scored (")
+    assert lines[1].startswith(str(folder / "tiny.png") + ": not scored: ")
     assert "detector whole, masker none" in err
 
 
@@ -135,3 +135,39 @@ def test_registered_in_the_cli():
     from effres_core import cli
 
     assert "score" in cli.SUBCOMMANDS
+
+
+def test_messages_say_things_once(folder, tiny_model_dir, capsys):
+    """Each line names its file once; a reason is not wrapped in a second pair of parentheses;
+    --quiet leaves stderr to errors."""
+    code = run_cli(["score", str(folder), "--model", str(tiny_model_dir), "--detector", "whole", "--masker", "none",
+                    "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    for line in out.strip().splitlines():
+        path = line.split(": ", 1)[0]
+        assert line.count(path) == 1, line
+        assert "((" not in line and "))" not in line, line
+    broken = next(line for line in out.splitlines() if "broken.jpg" in line)
+    assert broken.startswith(f"{folder / 'broken.jpg'}: error: ") and broken.count("broken.jpg") == 1
+    assert "effres: model" not in err and "1 of 4 images failed" in err
+    run_cli(["score", str(folder / "a.png"), "--model", str(tiny_model_dir), "--detector", "whole"])
+    assert "effres: model" in capsys.readouterr().err  # without --quiet the model line is there
+
+
+def test_an_animated_gif_scores_its_first_frame(tmp_path, tiny_model_dir, capsys):
+    from effres_core.measure.imageio import load_image
+    from effres_core.measure.scorer import EffRes
+
+    frames = [Image.fromarray(face_like_image(96, seed=s)) for s in (4, 5)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert Image.open(tmp_path / "anim.gif").n_frames == 2
+    code = run_cli(["score", str(tmp_path), "--model", str(tiny_model_dir), "--json", "--detector", "whole",
+                    "--masker", "none"])
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert code == 0 and entry["path"].endswith("anim.gif") and entry["error"] is None
+    first = load_image(tmp_path / "anim.gif")
+    with Image.open(tmp_path / "anim.gif") as gif:
+        assert first.tolist() == __import__("numpy").asarray(gif.convert("RGB")).tolist()  # frame 0
+    model = EffRes(hub.load_pretrained(str(tiny_model_dir)), detector="whole", masker="none", device="cpu")
+    assert entry["ratio"] == pytest.approx(model.score(first).ratio, abs=1e-6)

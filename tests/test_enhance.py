@@ -148,7 +148,10 @@ def test_bad_settings(net, face, kwargs, err):
     (torch.rand(1, 4, 64, 5), ValueError),
     (np.zeros((64, 64), dtype=np.uint8), ValueError),
     ("face.jpg", TypeError),
-    (torch.zeros(1, 3, 64, 64, dtype=torch.int32), TypeError),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.bool), ValueError),  # the scorer's value rule
+    (torch.full((1, 3, 64, 64), 300, dtype=torch.int32), ValueError),
+    (torch.full((1, 3, 64, 64), float("nan")), ValueError),
+    (np.full((64, 64, 3), 255.0, np.float32), ValueError),
 ])
 def test_bad_images(net, bad, err):
     with pytest.raises(err):
@@ -196,3 +199,123 @@ def test_package_export_is_callable_in_any_import_order(net, face):
     assert from_package is exported
     out = exported(net, face, steps=1, n_patches=16)
     assert isinstance(out, EnhanceResult)
+
+
+# ---- the honest enhancer: same regions, grid-independent gain, filtered steps ---------------------
+
+def _effres(net, **kw):
+    from effres_core.measure.scorer import EffRes
+
+    return EffRes(net, device="cpu", **{"detector": "whole", "masker": "none", "n_patches": 16, **kw})
+
+
+@pytest.mark.parametrize("kind", ["uint8_hwc", "float_chw", "comfy_bhwc_batch"])
+def test_before_and_after_are_what_effres_score_says(net, face, kind):
+    model = _effres(net)
+    f = torch.from_numpy(face).float() / 255
+    x = {"uint8_hwc": face, "float_chw": f.permute(2, 0, 1)[None],
+         "comfy_bhwc_batch": torch.stack([f, f.flip(1)])}[kind]
+    out = enhance(model, x, steps=3)
+    scored_in, scored_out = model.score(x), model.score(out.images)
+    scored_in = scored_in if isinstance(scored_in, list) else [scored_in]
+    scored_out = scored_out if isinstance(scored_out, list) else [scored_out]
+    assert out.after.tolist() == pytest.approx([r.ratio for r in scored_out], abs=0.01)
+    assert out.before.tolist() == pytest.approx([r.ratio for r in scored_in], abs=0.01)
+    assert all(a > b for a, b in zip(out.after.tolist(), out.before.tolist()))
+
+
+def test_enhance_file_reports_the_written_files_score(tmp_path, net, face):
+    from PIL import Image
+
+    model = _effres(net)
+    Image.fromarray(face).save(tmp_path / "in.png")
+    for name in ("out.png", "out.jpg"):  # JPEG loses some of the change: after is the file's score
+        result = enhance_file(tmp_path / "in.png", tmp_path / name, model, steps=3)
+        assert float(result.after[0]) == pytest.approx(model.score(tmp_path / name).ratio, abs=0.01)
+        assert float(result.before[0]) == pytest.approx(model.score(tmp_path / "in.png").ratio, abs=1e-6)
+
+
+def test_only_the_scorers_face_crop_changes(net):
+    from conftest import face_like_image
+    from effres_core.measure.faces import FaceBox
+
+    class CropScorer(type(_effres(net))):
+        """Finds one face, 40..104 x 30..110 of a 128 px image (the crop is the box: detector whole)."""
+
+        def _faces(self, rgb):
+            box = FaceBox(40, 30, 104, 110)
+            yield box, box, np.ones((box.height, box.width), np.float32)
+
+    model = CropScorer(net, detector="whole", masker="none", device="cpu", n_patches=16)
+    img = face_like_image(size=128)
+    out = enhance(model, img, steps=2)
+    changed = np.abs(out.images.astype(int) - img).sum(axis=2) > 0
+    assert changed[30:110, 40:104].any()
+    assert not changed[:30].any() and not changed[110:].any() and not changed[:, :40].any() and not changed[:, 104:].any()
+    assert out.mask is not None and out.mask[0, 30:110, 40:104].min() == 1 and out.mask.sum() == 80 * 64
+
+
+def test_shifted_grids_cover_every_offset_and_stay_in_the_crop():
+    from effres_core.gradient.enhance import _PatchPlan, _Region
+
+    mask = torch.zeros(80, 100)
+    mask[10:70, 10:90] = 1
+    plan = _PatchPlan([_Region(20, 30, 80, 100, mask)], patch_size=32, n_patches=16, min_foreground=0.9, seed=0)
+    fixed = plan.boxes()
+    assert fixed and all(30 <= x0 and x1 <= 130 and 20 <= y0 and y1 <= 100 for x0, y0, x1, y1 in fixed)
+    draws = [plan.boxes(shifted=True) for _ in range(40)]
+    offsets = {(b[0][0] - 30, b[0][1] - 20) for b in draws if b}
+    assert len(offsets) > 10  # many grid phases, not one
+    for boxes in draws:
+        for x0, y0, x1, y1 in boxes:
+            assert x1 - x0 == y1 - y0 == 32
+            assert mask[y0 - 20:y1 - 20, x0 - 30:x1 - 30].mean() >= 0.9  # only mostly-face patches
+    same = _PatchPlan([_Region(20, 30, 80, 100, mask)], 32, 16, 0.9, seed=0)
+    assert [same.boxes(shifted=True) for _ in range(40)] == draws  # seeded
+
+
+def test_seed_repeats_and_jitter_changes_the_path(net, face):
+    model = _effres(net)
+    a, b = enhance(model, face, steps=3, seed=1), enhance(model, face, steps=3, seed=1)
+    assert np.array_equal(a.images, b.images)
+    fixed = enhance(model, face, steps=3, jitter=False)
+    assert not np.array_equal(a.images, fixed.images)
+
+
+def test_filter_step():
+    from effres_core.gradient.enhance import filter_step, gaussian_blur
+
+    g = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = filter_step(g)
+    assert out.shape == g.shape
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])  # brightness only
+    assert not torch.equal(filter_step(g, colour=True)[:, 0], filter_step(g, colour=True)[:, 1])
+    tone = torch.ones(1, 3, 64, 64)  # a flat brightening is tone, not detail: high-passed away
+    assert filter_step(tone).abs().max() < 1e-5
+    assert filter_step(tone, highpass=None).abs().min() > 0.99
+    rough = lambda t: (t[..., 1:] - t[..., :-1]).pow(2).mean()  # noqa: E731
+    assert rough(filter_step(g, highpass=None, colour=True)) < 0.2 * rough(g)  # the blur removes ripple
+    assert torch.equal(filter_step(g, smooth=0, highpass=None, colour=True), g)
+    assert torch.allclose(gaussian_blur(torch.ones(1, 1, 5, 5), 3.0), torch.ones(1, 1, 5, 5))  # tiny image
+    with pytest.raises(ValueError, match="gradient"):
+        filter_step(torch.zeros(1, 1, 8, 8))
+
+
+def test_integer_inputs_keep_their_dtype(net, face):
+    x = torch.from_numpy(face).long().permute(2, 0, 1)[None]
+    out = enhance(net, x, steps=1, n_patches=16).images
+    assert out.dtype == torch.int64 and out.shape == x.shape and 0 <= out.min() and out.max() <= 255
+
+
+@pytest.mark.integration
+def test_default_model_after_is_effres_score_of_the_saved_file(real_face_path, tmp_path):
+    """The bundled model on a real 512 px photo (Haar face, ellipse mask): what the enhancer
+    reports is what scoring the written file gives, and sharpening raises it."""
+    from effres_core.measure.scorer import EffRes
+
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    model = EffRes.from_pretrained(device="cpu", detector="haar", masker="ellipse", n_patches=25)  # fast
+    result = enhance_file(real_face_path, tmp_path / "out.png", model, steps=2)
+    assert float(result.after[0]) == pytest.approx(model.score(tmp_path / "out.png").ratio, abs=0.01)
+    assert float(result.before[0]) == pytest.approx(model.score(real_face_path).ratio, abs=1e-6)
+    assert result.after[0] > result.before[0] and result.raw_after[0] > result.raw_before[0]

@@ -92,7 +92,10 @@ def test_find_images_recursive_and_sorted(tmp_path):
 def test_array_to_rgb_dtypes():
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
     assert array_to_rgb(gray).shape == (3, 4, 3)
-    assert array_to_rgb(np.full((2, 2, 3), 65535, np.uint16)).max() == 255
+    assert array_to_rgb(np.full((2, 2, 3), 200, np.uint16)).max() == 200  # integers are 0..255, any dtype
+    assert array_to_rgb(np.full((2, 2, 3), 200, np.int64)).max() == 200
+    with pytest.raises(ValueError, match=r"0\.\.255, got values in 65535\.\.65535 \(looks like 16-bit"):
+        array_to_rgb(np.full((2, 2, 3), 65535, np.uint16))
     assert array_to_rgb(np.full((2, 2, 3), 0.5, np.float32)).max() == 128
     rgba = np.zeros((2, 2, 4), np.uint8)
     assert tuple(array_to_rgb(rgba)[0, 0]) == (128, 128, 128)
@@ -101,7 +104,9 @@ def test_array_to_rgb_dtypes():
     with pytest.raises(ValueError, match="shape"):
         array_to_rgb(np.zeros((2, 2, 5)))
     with pytest.raises(ValueError, match="dtype"):
-        array_to_rgb(np.zeros((2, 2, 3), np.int64))
+        array_to_rgb(np.zeros((2, 2, 3), np.complex64))
+    with pytest.raises(ValueError, match="boolean"):
+        array_to_rgb(np.ones((2, 2, 3), bool))
 
 
 def test_tensor_layouts_agree():

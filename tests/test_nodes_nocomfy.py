@@ -63,7 +63,8 @@ def test_inference_tensor_weights_need_a_private_copy(bare_pack, common):
             enhance(net, images.clone(), steps=1, mask=False)
         ready = common.autograd_ready(net)
         assert ready is not net and inference_tensors_in(ready) == 0 and inference_tensors_in(net) > 0
-        result = enhance(ready, common.grad_input(images), steps=2, mask=False)
+        # jitter off: a tiny random net is not shift-consistent, so only its own grid is sure to rise
+        result = enhance(ready, common.grad_input(images), steps=2, mask=False, jitter=False)
     assert float(result.after[0]) > float(result.before[0])
     plain = model_mod.EffResNet(patch_size=32, width=0.25)
     assert common.autograd_ready(plain) is plain  # nothing to copy

@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 
+#: Runs expected to take longer than this get a hint on how to make them shorter.
+QUICK_SECONDS = 600
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "evaluate", help="rank-correlation benchmark of a model and baselines",
@@ -28,13 +32,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device for the model (default: CPU)")
     p.add_argument("--json", dest="json_out", help="write the full reports as JSON here")
     p.add_argument("--markdown", dest="markdown_out", help="write the tables as Markdown here")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars and no time estimate")
+    p.add_argument("--estimate-only", action="store_true",
+                   help="print how many images the run scores and about how long it takes here, then stop")
     p.set_defaults(run=run)
     return p
 
 
 def run(args) -> int:
-    from ..evaluation.evalsets import SuiteSpec
+    from ..evaluation.estimate import estimate_run
+    from ..evaluation.evalsets import SuiteSpec, load_sharp_faces
     from ..evaluation import baseline_scorers, evaluate_labels, evaluate_many, format_markdown, jsonable, model_scorer
 
     if not args.sharp_dir and not args.labels:
@@ -55,9 +62,19 @@ def run(args) -> int:
     progress = not args.quiet
     try:
         if args.sharp_dir:
-            reports = evaluate_many(scorers, args.sharp_dir, spec=SuiteSpec(seed=args.seed), max_faces=args.max_faces,
-                                    max_side=args.max_side, min_side=args.min_side,
-                                    detector=args.detector, progress=progress)
+            spec = SuiteSpec(seed=args.seed)
+            faces = load_sharp_faces(args.sharp_dir, max_side=args.max_side, min_side=args.min_side,
+                                     max_faces=args.max_faces, detector=args.detector)
+            if args.estimate_only or not args.quiet:
+                estimate = estimate_run(scorers, faces, spec)
+                print(f"effres evaluate: {estimate.describe()}", file=sys.stderr)
+                if estimate.seconds > QUICK_SECONDS:
+                    print("effres evaluate: fewer faces (--max-faces), patches (--n-patches) or smaller crops "
+                          "(--max-side) make it quicker; --estimate-only prints this and stops", file=sys.stderr)
+                if args.estimate_only:
+                    return 0
+            reports = evaluate_many(scorers, args.sharp_dir, spec=spec, faces=faces, max_side=args.max_side,
+                                    progress=progress)
         else:
             reports = {name: {"scorer": name} for name in scorers}
         if args.labels:

@@ -45,7 +45,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true",
                    help="run the network in bfloat16 autocast: ~25%% faster end to end on CPUs with "
                         "AVX512-BF16/AMX and on GPUs; ratios move by a few thousandths")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no model line on stderr "
+                   "(errors and the failure count still go there)")
     p.set_defaults(run=run)
     return p
 
@@ -59,8 +60,9 @@ def _load_model(args):
                         detector=args.detector, masker=args.masker, n_patches=args.patches)
     if model is None:
         return None
-    print(f"effres: model {args.model or 'default'} ({model.net.backbone}, {model.patch_size}px patches) on "
-          f"{model.device}, detector {model.detector_resolved}, masker {model.masker_resolved}", file=sys.stderr)
+    if not args.quiet:
+        print(f"effres: model {args.model or 'default'} ({model.net.backbone}, {model.patch_size}px patches) on "
+              f"{model.device}, detector {model.detector_resolved}, masker {model.masker_resolved}", file=sys.stderr)
     return model
 
 
@@ -83,7 +85,7 @@ def _score_path(model, path: Path, heatmap_dir: Path | None, used: set[str]):
     try:
         rgb = load_image(path)
     except ImageLoadError as err:
-        return ScoreResult(path=str(path), error=str(err)), None
+        return ScoreResult(path=str(path), error=err.reason), None  # the entry names the path already
     try:
         result = model.score_rgb(rgb, path=str(path))
     except Exception as err:  # keep going: one bad image must not lose the rest of a long run
@@ -103,7 +105,7 @@ def format_line(result) -> str:
     if result.error:
         return f"{result.path}: error: {result.error}"
     if result.ratio is None:
-        return f"{result.path}: not scored ({result.reason})"
+        return f"{result.path}: not scored: {result.reason}"
     (eh, ew), (h, w) = result.effective_resolution, result.image_size
     n = len(result.faces)
     return (f"{result.path}: ratio {result.ratio:.3f}, effective resolution {eh}x{ew} of {h}x{w}, "

@@ -19,7 +19,8 @@ def _per_image_l2(x: torch.Tensor) -> torch.Tensor:
 
 def l2_pgd(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, steps: int = 10,
            step_size: float = 30.0, linf: float | None = 10.0, pixel_range: float = 255.0,
-           mask: torch.Tensor | None = None, lower: float = 0.0, upper: float = 1.0) -> torch.Tensor:
+           mask: torch.Tensor | None = None, lower: float = 0.0, upper: float = 1.0,
+           grad_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Maximise ``objective(x).sum()`` by L2-normalised gradient ascent, starting at ``images``.
 
     Args:
@@ -31,6 +32,8 @@ def l2_pgd(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tens
         linf: L-infinity radius of the total change in the same units, or ``None`` for no bound.
         pixel_range: how many units span [``lower``, ``upper``] (255: the paper's pixel scale).
         mask: optional ``[B, 1, H, W]`` or ``[B, H, W]`` weights in [0, 1]; only masked pixels move.
+        grad_transform: optional map applied to each step's gradient before the mask and the L2
+            normalisation (the enhancer filters it there: smoothing, high-pass, brightness only).
     Returns:
         The perturbed images, detached, same dtype and shape.
     """
@@ -50,6 +53,8 @@ def l2_pgd(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tens
             grad, = torch.autograd.grad(value.sum(), x)
         x = x.detach()
         grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        if grad_transform is not None:
+            grad = grad_transform(grad)
         if mask is not None:
             grad = grad * mask
         x = x + step_size * scale * grad / _per_image_l2(grad)

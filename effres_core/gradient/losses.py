@@ -158,6 +158,33 @@ def sharpness_score(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | N
     return _ChunkedPatchMean.apply(images, net, boxes, keep, chunk_size, clip, need_grad)
 
 
+def sharpness_of_patches(net: nn.Module, images: torch.Tensor, boxes: list[tuple[int, int, int, int]], *,
+                         chunk_size: int = 16, clip: str = "none") -> torch.Tensor:
+    """Mean patch score per image ``[B]`` over the given patch ``boxes`` ``(x0, y0, x1, y1)`` (the same
+    for every image; each the net's patch size): :func:`sharpness_score` for patches chosen by
+    the caller, e.g. the face crops' grids the scorer uses, shifted (the enhancer). NaN when
+    ``boxes`` is empty. Differentiable like :func:`sharpness_score`, memory bounded the same way.
+
+    Example:
+        >>> from effres_core.model.net import EffResNet
+        >>> net = EffResNet(patch_size=32, width=0.25).eval()
+        >>> sharpness_of_patches(net, torch.rand(1, 3, 64, 64), [(0, 0, 32, 32), (16, 8, 48, 40)]).shape
+        torch.Size([1])
+    """
+    check_images(images)
+    if clip not in CLIP_MODES:
+        raise ValueError(f"clip must be one of {CLIP_MODES}, got {clip!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    h, w = images.shape[-2:]
+    for x0, y0, x1, y1 in boxes:
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise ValueError(f"patch box {(x0, y0, x1, y1)} is outside the {h}x{w} images")
+    keep = torch.ones(images.shape[0], len(boxes), dtype=torch.bool)
+    need_grad = torch.is_grad_enabled() and images.requires_grad
+    return _ChunkedPatchMean.apply(images, net, list(boxes), keep, chunk_size, clip, need_grad)
+
+
 class SharpnessLoss(nn.Module):
     """``1 - mean sharpness`` of a batch of face images: lower loss = sharper-looking faces.
 

@@ -54,6 +54,25 @@ def patch_grid(height: int, width: int, patch_size: int, stride: int) -> PatchGr
     return PatchGrid(height, width, patch_size, stride, rows, cols, top, left)
 
 
+def shifted_grid(height: int, width: int, patch_size: int, stride: int, top: int, left: int) -> PatchGrid:
+    """The grid of ``stride``-spaced patches whose first patch sits at ``(top, left)`` instead of
+    the centred position: as many rows and columns as fit. Offsets in ``[0, stride)`` give every
+    phase of the lattice, which is what an objective that must not depend on one patch grid
+    averages over (the enhancer draws one per step).
+
+    Example:
+        >>> g = shifted_grid(100, 100, 32, 20, 5, 0)
+        >>> (g.rows, g.cols, g.top, g.left)
+        (4, 4, 5, 0)
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if not (0 <= top <= height - patch_size and 0 <= left <= width - patch_size):
+        raise ValueError(f"a {patch_size} px patch at ({top}, {left}) does not fit a {height}x{width} image")
+    rows, cols = _count(height - top, patch_size, stride), _count(width - left, patch_size, stride)
+    return PatchGrid(height, width, patch_size, stride, rows, cols, top, left)
+
+
 def choose_stride(height: int, width: int, patch_size: int, target_patches: int = 100) -> int:
     """The stride whose grid holds the number of patches closest to ``target_patches``.
 

@@ -82,6 +82,10 @@ class ScoreResult:
         }
 
 
+def _is_array(x) -> bool:
+    return torch.is_tensor(x) or isinstance(x, np.ndarray)
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -190,6 +194,11 @@ class EffRes(nn.Module):
             inner = FaceBox(box.x0 - crop.x0, box.y0 - crop.y0, box.x1 - crop.x0, box.y1 - crop.y0)
             yield box, crop, mask(sub, inner)
 
+    def face_regions(self, rgb: np.ndarray) -> list[tuple[FaceBox, FaceBox, np.ndarray]]:
+        """``(face box, crop box, crop mask)`` per face of an ``[H, W, 3]`` uint8 image, largest first:
+        the crops and masks :meth:`score_rgb` takes its patches from (the enhancer optimises on them)."""
+        return list(self._faces(rgb))
+
     def face_masks(self, images) -> torch.Tensor:
         """The foreground mask the scorer uses, ``[B, H, W]`` float in [0, 1], in image coordinates."""
         rgbs = self._to_rgb_list(images)
@@ -225,23 +234,37 @@ class EffRes(nn.Module):
     def score(self, images):
         """Score one image (a :class:`ScoreResult`) or many (a list).
 
-        ``images``: a path, a PIL image, an ``[H, W, C]`` uint8 array, a ``[B, 3, H, W]`` or
-        ComfyUI ``[B, H, W, C]`` float tensor in [0, 1], or a list of these. A batch tensor or a
-        list gives a list. Unreadable files give a result with ``error`` set; they never raise.
+        ``images``: a path, a PIL image, an ``[H, W, C]`` array, a ``[B, 3, H, W]`` or ComfyUI
+        ``[B, H, W, C]`` tensor (or a ``[B, H, W, C]`` array), or a list of these. A batch or a list
+        gives a list, one result per image (a batch inside a list gives one per image too).
+
+        Values follow one rule (:func:`~effres_core.measure.imageio.check_image_values`):
+        integers are 0..255, floats [0, 1]; other ranges, NaN, infinities and booleans are refused.
+        A refused or unreadable image never raises, in any call form: its result has ``error``
+        set (saying what was wrong, e.g. the range it saw) and ``ratio`` ``None``, and the other
+        images of a list or batch are scored as usual.
         """
-        batch = isinstance(images, (list, tuple)) or (torch.is_tensor(images) and images.ndim == 4)
-        items = list(images) if isinstance(images, (list, tuple)) else ([images] if not batch else None)
-        if items is None:  # batch tensor
-            items = list(tensor_to_rgb_list(images))
-        results = [self._score_one(item) for item in items]
+        batch = isinstance(images, (list, tuple)) or (_is_array(images) and images.ndim == 4)
+        results = [self._score_one(item) for item in (self._items(images) if batch else [images])]
         return results if batch else results[0]
+
+    @staticmethod
+    def _items(images) -> list:
+        """One entry per image: list items in order, batch tensors and arrays split into their images."""
+        if _is_array(images) and images.ndim == 4:
+            return list(images)  # [H, W, C] / [C, H, W] items
+        if isinstance(images, (list, tuple)):
+            return [one for item in images for one in EffRes._items(item)]
+        return [images]
 
     def _score_one(self, item) -> ScoreResult:
         path = str(item) if isinstance(item, (str, os.PathLike)) else None
         try:
             rgb = item if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 3 \
                 and item.shape[2] == 3 else self._to_rgb_list(item)[0]
-        except (ImageLoadError, ValueError, TypeError) as err:
+        except ImageLoadError as err:
+            return ScoreResult(path=path, error=err.reason)  # the path is in the result already
+        except (ValueError, TypeError) as err:
             return ScoreResult(path=path, error=str(err))
         return self.score_rgb(rgb, path=path)
 
