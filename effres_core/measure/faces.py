@@ -8,6 +8,7 @@ disk or downloadable), OpenCV's Haar cascade (ships with opencv, always offline)
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -60,8 +61,18 @@ def detect_whole(rgb: np.ndarray) -> list[FaceBox]:
     return [FaceBox(0, 0, rgb.shape[1], rgb.shape[0])]
 
 
-@lru_cache(maxsize=1)
+#: OpenCV cascades are not safe to share between threads (detectMultiScale writes into the
+#: classifier), so each thread loads its own: the batch scorer detects in several threads at once.
+_cascades = threading.local()
+
+
 def _haar_cascade():
+    if getattr(_cascades, "face", None) is None:
+        _cascades.face = _load_face_cascade()
+    return _cascades.face
+
+
+def _load_face_cascade():
     import cv2
 
     if not hasattr(cv2, "CascadeClassifier"):
@@ -95,11 +106,12 @@ def detect_haar(rgb: np.ndarray) -> list[FaceBox]:
     return with_eyes or boxes[:1]
 
 
-@lru_cache(maxsize=1)
 def _eye_cascade():
-    import cv2
+    if getattr(_cascades, "eye", None) is None:
+        import cv2
 
-    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye_tree_eyeglasses.xml")
+        _cascades.eye = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye_tree_eyeglasses.xml")
+    return _cascades.eye
 
 
 def _has_eye(rgb: np.ndarray, box: FaceBox) -> bool:

@@ -229,9 +229,17 @@ class EffRes(nn.Module):
         return self.score_rgb(rgb, path=path)
 
     @torch.inference_mode()
-    def score_rgb(self, rgb: np.ndarray, path: str | None = None) -> ScoreResult:
-        """Score one ``[H, W, 3]`` uint8 RGB image."""
+    def score_rgb(self, rgb: np.ndarray, path: str | None = None, *, runner=None) -> ScoreResult:
+        """Score one ``[H, W, 3]`` uint8 RGB image.
+
+        ``runner`` scores the patches instead of ``inference_net``: a callable ``[n, 3, p, p] -> [n]``
+        with ``patch_size``, ``device`` (where patches are cut) and ``chunk_size`` (patches per call).
+        :class:`~effres_core.measure.batch.BatchScorer` passes one that pools the patches of several
+        images into each forward pass.
+        """
         self._components()
+        net, device, chunk = ((self.inference_net, self.device, self.chunk_size) if runner is None
+                              else (runner, runner.device, runner.chunk_size))
         h, w = rgb.shape[:2]
         result = ScoreResult(path=path, image_size=(h, w), detector=self.detector_resolved, masker=self.masker_resolved)
         heatmap = np.full((h, w), np.nan, dtype=np.float32)
@@ -245,10 +253,10 @@ class EffRes(nn.Module):
                 result.faces.append(FaceScore(box.as_list(), None, 0,
                                               f"face crop {crop.height}x{crop.width} is smaller than a {p}x{p} patch"))
                 continue
-            x = rgb_to_tensor(rgb[crop.y0:crop.y1, crop.x0:crop.x1], self.device)
-            m = torch.from_numpy(mask)[None, None].to(self.device)
-            scores, grid = patch_scores(self.inference_net, x, m, n_patches=self.n_patches,
-                                        min_foreground=self.min_foreground, chunk_size=self.chunk_size)
+            x = rgb_to_tensor(rgb[crop.y0:crop.y1, crop.x0:crop.x1], device)
+            m = torch.from_numpy(mask)[None, None].to(device)
+            scores, grid = patch_scores(net, x, m, n_patches=self.n_patches,
+                                        min_foreground=self.min_foreground, chunk_size=chunk)
             scores = scores[0].float().clamp(0, 1)
             kept = scores[~torch.isnan(scores)]
             if kept.numel() == 0:
