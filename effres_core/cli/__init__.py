@@ -11,7 +11,7 @@ import logging
 import sys
 from importlib import import_module
 
-SUBCOMMANDS = ("score", "enhance", "evaluate")
+SUBCOMMANDS = ("score", "curate", "enhance", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
