@@ -151,11 +151,12 @@ class PatchPool:
         device: where the network runs; patches are cut on the CPU and copied there.
         precision: ``fp32`` | ``bf16`` | ``fp16`` (autocast in the forward pass).
         max_parallel: forward passes at once.
+        max_threads: threads that score images (and call the pool).
         pad: pad short passes to ``batch_size``.
     """
 
     def __init__(self, net, patch_size: int, batch_size: int, device: torch.device, precision: str = "fp32",
-                 max_parallel: int = 1, pad: bool = True):
+                 max_parallel: int = 1, pad: bool = True, max_threads: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if precision not in PRECISIONS:
@@ -165,16 +166,27 @@ class PatchPool:
         self.device = torch.device("cpu")  # where score_rgb cuts the patches
         self.chunk_size = 1 << 30  # score_rgb hands over each face's patches in one call
         self.precision, self.max_parallel, self.pad = precision, max(1, int(max_parallel)), pad
+        self.max_threads = max(1, int(max_threads))  # threads that can call at once
         self._cv = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._pending = self._busy = self._waiting = self._running = 0
         self.passes = self.patches_run = self.patches_padded = 0
 
-    @contextlib.contextmanager
-    def scoring(self):
-        """Wrap the scoring of one image: while inside, the pool waits for this thread's patches."""
+    def expect(self) -> None:
+        """One more image is on its way (call when it is queued): the pool waits for its patches
+        before running a short pass, unless every thread is already waiting."""
         with self._cv:
             self._busy += 1
+
+    def forget(self) -> None:
+        """An announced image will not come after all (its task was cancelled)."""
+        with self._cv:
+            self._busy -= 1
+            self._cv.notify_all()
+
+    @contextlib.contextmanager
+    def scoring(self):
+        """Wrap the scoring of one image that :meth:`expect` announced; leaving it says it is done."""
         try:
             yield self
         finally:
@@ -205,7 +217,8 @@ class PatchPool:
     def _can_run(self) -> bool:
         if self._pending == 0 or self._running >= self.max_parallel:
             return False
-        return self._pending >= self.batch_size or self._waiting >= self._busy
+        # Short pass only when no more patches can come: every image in flight, or every thread, waits.
+        return self._pending >= self.batch_size or self._waiting >= min(self._busy, self.max_threads)
 
     def _run_one(self) -> None:
         """Take one pass of patches off the queue and run it with the lock released."""
@@ -342,7 +355,7 @@ class BatchScorer:
         net, self.accelerated = self._net(n_images)
         parallel = 1 if self.cuda else max(1, self.workers)
         return PatchPool(net, self.model.patch_size, self.batch_size, self.model.device, self.precision,
-                         max_parallel=parallel)
+                         max_parallel=parallel, max_threads=max(1, self.workers))
 
     @contextlib.contextmanager
     def _cpu_threads(self):
@@ -435,6 +448,7 @@ class BatchScorer:
         with self._cpu_threads():
             if self.workers == 0:
                 for i, (data, rgb, path) in enumerate(inputs):
+                    pool.expect()
                     yield self._score_one(pool, data, rgb, path, keep_rgb, i)
                 return
             window = self.workers * 2 + 2  # images in flight: enough to keep every worker busy
@@ -447,6 +461,7 @@ class BatchScorer:
                         i, (data, rgb, path) = next(it)
                     except StopIteration:
                         return False
+                    pool.expect()
                     futures.append(ex.submit(self._score_one, pool, data, rgb, path, keep_rgb, i))
                     return True
 
@@ -460,7 +475,8 @@ class BatchScorer:
                         yield item
                 finally:  # the consumer stopped early (Ctrl-C, break): drop what is queued
                     for f in futures:
-                        f.cancel()
+                        if f.cancel():
+                            pool.forget()
 
 
 def accelerate_for_cpu(net: torch.nn.Module, patch_size: int, batch_size: int, tolerance: float = 1e-4):
