@@ -33,7 +33,9 @@ def _column(batch: Any, name: str) -> list | None:
     if name not in batch:
         return None
     col = batch[name]
-    return list(col.tolist() if hasattr(col, "tolist") and not isinstance(col, list) else col)
+    if isinstance(col, np.ndarray) and col.ndim == 1 and col.dtype != object:
+        return col.tolist()  # paths: plain str
+    return list(col)  # bytes objects, or one image array per row
 
 
 class EffResPredictor:
