@@ -331,6 +331,7 @@ class BatchScorer:
         self.precision, self.accelerate, self.loader, self.keep_maps = precision, accelerate, loader, keep_maps
         self.threads = threads
         self._accelerated = None
+        self._run_workers = self.workers
         self.accelerated = False  # whether the last run used the TorchScript graph
 
     @property
@@ -352,17 +353,19 @@ class BatchScorer:
         return (self._accelerated, True) if self._accelerated is not False else (net, False)
 
     def _pool(self, n_images: int | None) -> PatchPool:
+        # No more threads than images: one image keeps torch's intra-op threads for its passes.
+        self._run_workers = self.workers if not n_images or not self.workers else min(self.workers, n_images)
         net, self.accelerated = self._net(n_images)
-        parallel = 1 if self.cuda else max(1, self.workers)
+        parallel = 1 if self.cuda else max(1, self._run_workers)
         return PatchPool(net, self.model.patch_size, self.batch_size, self.model.device, self.precision,
-                         max_parallel=parallel, max_threads=max(1, self.workers))
+                         max_parallel=parallel, max_threads=max(1, self._run_workers))
 
     @contextlib.contextmanager
     def _cpu_threads(self):
         if self.cuda:
             yield
             return
-        want = self.threads if self.threads else (1 if self.workers > 1 else None)
+        want = self.threads if self.threads else (1 if self._run_workers > 1 else None)
         before = torch.get_num_threads()
         if want:
             torch.set_num_threads(want)
@@ -402,8 +405,8 @@ class BatchScorer:
         n = len(paths) if total is None else total
         self.model._components()  # resolve the detector once, before the threads
         pool = self._pool(n)
-        if self.loader == "processes" and self.workers > 0:
-            source = _decode_in_processes(paths, self.workers)
+        if self.loader == "processes" and self._run_workers > 0:
+            source = _decode_in_processes(paths, self._run_workers)
         else:
             source = (FileData(str(p)) for p in paths)  # read and decoded in the worker threads
         yield from self._run(pool, ((d, None, d.path) for d in source), keep_rgb)
@@ -446,13 +449,14 @@ class BatchScorer:
 
     def _run(self, pool: PatchPool, inputs, keep_rgb: bool) -> Iterator[BatchItem]:
         with self._cpu_threads():
-            if self.workers == 0:
+            workers = self._run_workers
+            if workers == 0:
                 for i, (data, rgb, path) in enumerate(inputs):
                     pool.expect()
                     yield self._score_one(pool, data, rgb, path, keep_rgb, i)
                 return
-            window = self.workers * 2 + 2  # images in flight: enough to keep every worker busy
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="effres-score") as ex:
+            window = workers * 2 + 2  # images in flight: enough to keep every worker busy
+            with ThreadPoolExecutor(workers, thread_name_prefix="effres-score") as ex:
                 futures: deque = deque()
                 it = enumerate(inputs)
 
