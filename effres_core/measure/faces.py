@@ -64,11 +64,13 @@ def detect_whole(rgb: np.ndarray) -> list[FaceBox]:
 #: OpenCV cascades are not safe to share between threads (detectMultiScale writes into the
 #: classifier), so each thread loads its own: the batch scorer detects in several threads at once.
 _cascades = threading.local()
+_cascade_load = threading.Lock()  # loading is serialised too: one XML parse at a time
 
 
 def _haar_cascade():
     if getattr(_cascades, "face", None) is None:
-        _cascades.face = _load_face_cascade()
+        with _cascade_load:
+            _cascades.face = _load_face_cascade()
     return _cascades.face
 
 
@@ -110,7 +112,8 @@ def _eye_cascade():
     if getattr(_cascades, "eye", None) is None:
         import cv2
 
-        _cascades.eye = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye_tree_eyeglasses.xml")
+        with _cascade_load:
+            _cascades.eye = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye_tree_eyeglasses.xml")
     return _cascades.eye
 
 
