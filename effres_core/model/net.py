@@ -141,7 +141,7 @@ def fold_batchnorm(net: EffResNet) -> EffResNet:
 def _fold_sequential_pairs(module: nn.Module) -> bool:
     """Fold every BatchNorm2d that directly follows a Conv2d inside an ``nn.Sequential`` into that
     conv (the BatchNorm becomes ``Identity``), in place; True when no BatchNorm is left. Covers
-    MobileNetV2 without tracing it (torch.fx took ~1 s of every start, benchmarks/bench_startup.py)."""
+    MobileNetV2 without tracing it (tracing doubled the folding time, benchmarks/bench_startup.py)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
