@@ -13,10 +13,10 @@ The results are those of ``score_rgb`` (the same steps, only the forward passes 
 ratios agree with the one-image path to float rounding (``tests/test_batch.py``).
 
 Devices. CPU: ``workers`` threads (default: the usable cores) each run forward passes with one
-intra-op thread, which avoids OpenMP barriers between threads; on the shared 2-core machine this
-was faster than one pass on two threads (``benchmarks/bench_curate.py``). With ``accelerate``
-the network also runs as a frozen TorchScript graph on oneDNN (checked against the eager
-network when built). CUDA: patches are cut on the CPU, copied to the GPU from pinned memory
+intra-op thread, so parallel passes share no OpenMP barriers. With ``accelerate`` the network runs
+as a frozen TorchScript graph on oneDNN (checked against the eager network when built; 1.4-1.65x
+the patches per CPU second of the eager net in forward-only tests, though the folder benchmark
+showed no lower CPU time per image, see docs/curate.md). CUDA: patches are cut on the CPU, copied to the GPU from pinned memory
 without blocking, run channels-last under optional bf16/fp16 autocast, one forward pass at a time.
 """
 
@@ -484,8 +484,8 @@ class BatchScorer:
 
 
 def accelerate_for_cpu(net: torch.nn.Module, patch_size: int, batch_size: int, tolerance: float = 1e-4):
-    """A frozen TorchScript copy of ``net`` with its convolutions on oneDNN (1.4-1.6x the eager
-    throughput per core here), or ``None`` when it cannot be built or differs from ``net`` by more
+    """A frozen TorchScript copy of ``net`` with its convolutions on oneDNN (1.4-1.65x the eager
+    patches per CPU second in forward-only tests here), or ``None`` when it cannot be built or differs from ``net`` by more
     than ``tolerance`` on a probe batch. TorchScript is deprecated in favour of ``torch.compile``,
     which needs a C++ toolchain and tens of seconds per start on CPU; this needs neither."""
     probe = torch.rand(batch_size, 3, patch_size, patch_size, generator=torch.Generator().manual_seed(0))
@@ -505,7 +505,7 @@ def accelerate_for_cpu(net: torch.nn.Module, patch_size: int, batch_size: int, t
     return fast
 
 
-# ---- DataLoader loader (measured against threads in benchmarks/bench_curate.py) -------------------
+# ---- DataLoader loader (measured against threads in benchmarks/bench_curate.py, docs/curate.md) ---
 class _FileDataset(torch.utils.data.Dataset):
     def __init__(self, paths):
         self.paths = [str(p) for p in paths]
