@@ -161,8 +161,9 @@ def curate(inputs: list[InputFile], score: ScoreFn, options: CurateOptions, mode
     if options.progress and todo:
         from tqdm import tqdm
 
+        # images/s always (tqdm's own rate flips to s/img below one image a second), and the ETA
         bar = tqdm(total=len(todo), unit="img", desc="effres curate", file=sys.stderr, dynamic_ncols=True,
-                   smoothing=0.1)
+                   smoothing=0.1, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
     t_score = time.perf_counter()
     try:
         for row in score(todo):
@@ -172,6 +173,8 @@ def curate(inputs: list[InputFile], score: ScoreFn, options: CurateOptions, mode
             summary.scored += 1
             if bar is not None:
                 bar.update(1)
+                bar.set_postfix_str(f"{summary.scored / max(1e-9, time.perf_counter() - t_score):.2f} images/s",
+                                    refresh=False)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
