@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..effres_core.measure.batch import BatchScorer
 from ..effres_core.measure.scorer import EffRes, ScoreResult
 
 #: Score outputs use this for "no usable face" so that FLOAT/INT sockets always carry a number.
@@ -100,7 +101,8 @@ def score_images(model: EffRes, images: torch.Tensor) -> list[ScoreResult]:
     images = check_image(images)
     if images.shape[-1] == 2:  # gray + alpha: the core reads 1, 3 or 4 channels, so make it RGBA
         images = torch.cat([images[..., :1].expand(-1, -1, -1, 3), images[..., 1:]], dim=-1)
-    return model.score([images[i:i + 1] for i in range(images.shape[0])])
+    # Pooled forward passes across the batch (what helps on a GPU); per-image errors as before.
+    return BatchScorer(model, accelerate=False).score([images[i:i + 1] for i in range(images.shape[0])])
 
 
 def ratio_of(result: ScoreResult) -> float:

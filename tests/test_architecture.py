@@ -8,7 +8,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "effres_core"
 #: Layer of each capability package; a module may import its own package and lower layers only.
-LAYERS = {"model": 0, "synthesis": 0, "measure": 1, "gradient": 2, "evaluation": 2, "integrations": 3, "cli": 3}
+LAYERS = {"model": 0, "synthesis": 0, "measure": 1, "gradient": 2, "evaluation": 2, "curate": 2, "integrations": 3,
+          "cli": 4}
 
 
 def imported_packages(path: Path, core: Path = CORE) -> set[str]:

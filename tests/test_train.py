@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # train/ is a folder of scripts, not an installed package
 
 from effres_core.gradient.adversarial import l2_pgd  # noqa: E402
-from effres_core.gradient.losses import mape_loss  # noqa: E402
 from effres_core.model.net import EffResNet  # noqa: E402
 from train import data  # noqa: E402
 from train import run as train_run  # noqa: E402

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib import import_module
 
-SUBCOMMANDS = ("score", "enhance", "evaluate")
+# Before torch loads: OpenMP threads that sleep while they wait instead of spinning. On a busy
+# machine a spinning thread waits at every layer for one the OS has descheduled; scoring on the
+# shared 2-core machine that cost more than half the speed (benchmarks/bench_curate.py). A user's setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+SUBCOMMANDS = ("score", "curate", "enhance", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -130,8 +131,20 @@ def haar_unavailable() -> str | None:
     return None
 
 
-@lru_cache(maxsize=1)
+#: OpenCV cascades are not safe to share between threads (detectMultiScale writes into the
+#: classifier), so each thread loads its own: the batch scorer detects in several threads at once.
+_cascades = threading.local()
+_cascade_load = threading.Lock()  # loading is serialised too: one XML parse at a time
+
+
 def _haar_cascade():
+    if getattr(_cascades, "face", None) is None:
+        with _cascade_load:
+            _cascades.face = _load_face_cascade()
+    return _cascades.face
+
+
+def _load_face_cascade():
     import cv2
 
     why = haar_unavailable()
@@ -165,11 +178,13 @@ def detect_haar(rgb: np.ndarray) -> list[FaceBox]:
     return with_eyes or boxes[:1]
 
 
-@lru_cache(maxsize=1)
 def _eye_cascade():
-    import cv2
+    if getattr(_cascades, "eye", None) is None:
+        import cv2
 
-    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye_tree_eyeglasses.xml")
+        with _cascade_load:
+            _cascades.eye = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye_tree_eyeglasses.xml")
+    return _cascades.eye
 
 
 def _has_eye(rgb: np.ndarray, box: FaceBox) -> bool:

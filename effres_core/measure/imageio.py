@@ -59,21 +59,31 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
     Animated files (GIF, WebP, PNG) give their first frame.
     """
+    return _decode(Path(path), path)
+
+
+def decode_image_bytes(data: bytes, name: str | os.PathLike = "<bytes>") -> np.ndarray:
+    """:func:`load_image` for file contents already read (``name`` goes into the error)."""
+    import io
+
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source, name) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()  # decode now, so truncated files fail here and not later
             return np.ascontiguousarray(_pil_to_rgb(img))
     except FileNotFoundError as err:
-        raise ImageLoadError(path, "no such file") from err
+        raise ImageLoadError(name, "no such file") from err
     except IsADirectoryError as err:
-        raise ImageLoadError(path, "is a folder, not an image file") from err
+        raise ImageLoadError(name, "is a folder, not an image file") from err
     except UnidentifiedImageError as err:
-        raise ImageLoadError(path, "not an image file (or an unsupported format)") from err
+        raise ImageLoadError(name, "not an image file (or an unsupported format)") from err
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageLoadError(path, f"cannot decode image ({err})") from err
+        raise ImageLoadError(name, f"cannot decode image ({err})") from err
 
 
 def find_images(paths, recursive: bool = True) -> list[Path]:

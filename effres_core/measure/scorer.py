@@ -279,7 +279,8 @@ class EffRes(nn.Module):
             return max(1.0, self.patch_size / min(crop.height, crop.width))
         return max(1.0, self.face_size / box.side)
 
-    def _score_face(self, rgb: np.ndarray, box: FaceBox, crop: FaceBox, mask: np.ndarray):
+    def _score_face(self, rgb: np.ndarray, box: FaceBox, crop: FaceBox, mask: np.ndarray, net: nn.Module,
+                    device: torch.device, chunk_size: int | None):
         """Patch scores of one face relative to its own pixels, their map over the crop and the
         upscale factor k, or a string saying why the face cannot be scored.
 
@@ -292,16 +293,16 @@ class EffRes(nn.Module):
                     "for scoring (min_face_size)")
         p = self.patch_size
         k = self.face_upscale(box, crop)
-        x = rgb_to_tensor(rgb[crop.y0:crop.y1, crop.x0:crop.x1], self.device)
-        m = torch.from_numpy(mask)[None, None].to(self.device)
+        x = rgb_to_tensor(rgb[crop.y0:crop.y1, crop.x0:crop.x1], device)
+        m = torch.from_numpy(mask)[None, None].to(device)
         if k > 1:
             size = (max(p, round(crop.height * k)), max(p, round(crop.width * k)))
             x = resize_antialiased(x, size, "bicubic").clamp(0, 1).contiguous(memory_format=torch.channels_last)
             m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
         if min(x.shape[-2:]) < p:
             return f"face crop {crop.height}x{crop.width} is smaller than a {p}x{p} patch"
-        scores, grid = patch_scores(self.inference_net, x, m, n_patches=self.n_patches,
-                                    min_foreground=self.min_foreground, chunk_size=self.chunk_size)
+        scores, grid = patch_scores(net, x, m, n_patches=self.n_patches,
+                                    min_foreground=self.min_foreground, chunk_size=chunk_size)
         scores = (scores[0].float().clamp(0, 1) * k).clamp(max=1)  # relative to the face's own pixels
         kept = scores[~torch.isnan(scores)]
         if kept.numel() == 0:
@@ -312,9 +313,17 @@ class EffRes(nn.Module):
         return kept, face_map.numpy(), k
 
     @torch.inference_mode()
-    def score_rgb(self, rgb: np.ndarray, path: str | None = None) -> ScoreResult:
-        """Score one ``[H, W, 3]`` uint8 RGB image."""
+    def score_rgb(self, rgb: np.ndarray, path: str | None = None, *, runner=None) -> ScoreResult:
+        """Score one ``[H, W, 3]`` uint8 RGB image.
+
+        ``runner`` scores the patches instead of ``inference_net``: a callable ``[n, 3, p, p] -> [n]``
+        with ``patch_size``, ``device`` (where patches are cut) and ``chunk_size`` (patches per call).
+        :class:`~effres_core.measure.batch.BatchScorer` passes one that pools the patches of several
+        images into each forward pass.
+        """
         self._components()
+        net, device, chunk = ((self.inference_net, self.device, self.chunk_size) if runner is None
+                              else (runner, runner.device, runner.chunk_size))
         h, w = rgb.shape[:2]
         result = ScoreResult(path=path, image_size=(h, w), detector=self.detector_resolved, masker=self.masker_resolved)
         heatmap = np.full((h, w), np.nan, dtype=np.float32)
@@ -323,7 +332,7 @@ class EffRes(nn.Module):
         for box, crop, mask in self._faces(rgb):
             region = full_mask[crop.y0:crop.y1, crop.x0:crop.x1]
             np.maximum(region, mask, out=region)
-            scored = self._score_face(rgb, box, crop, mask)
+            scored = self._score_face(rgb, box, crop, mask, net, device, chunk)
             if isinstance(scored, str):
                 result.faces.append(FaceScore(box.as_list(), None, 0, scored))
                 continue
