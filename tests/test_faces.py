@@ -28,7 +28,7 @@ def fresh_choice():
     def clear():
         faces._logged.clear()
         faces._retinaface.cache_clear()
-        faces._haar_cascade.cache_clear()
+        faces._cascades.__dict__.clear()  # this thread's Haar cascades
         masks._bisenet.cache_clear()
     clear()
     yield
