@@ -24,15 +24,28 @@ from .scoring import effective_resolution_ratio, patch_scores
 
 @dataclass
 class FaceScore:
-    """One face: its ``box`` (x0, y0, x1, y1) in image pixels, its ratio, and how many patches counted."""
+    """One face: its ``box`` (x0, y0, x1, y1) in image pixels, its ratio, how many patches counted
+    (``patches_used``) and how much they disagree: ``patch_iqr``, the interquartile range of the
+    kept patch scores (clipped to [0, 1]; 0 for a single patch, ``None`` when nothing was scored).
+    Few patches or a wide spread make the ratio less trustworthy (README, "When to distrust a score")."""
 
     box: list[int]
     ratio: float | None
     patches_used: int
     reason: str | None = None
+    patch_iqr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": self.box, "ratio": self.ratio, "patches_used": self.patches_used, "reason": self.reason}
+        return {"box": self.box, "ratio": self.ratio, "patches_used": self.patches_used,
+                "patch_iqr": self.patch_iqr, "reason": self.reason}
+
+
+def interquartile_range(scores: torch.Tensor) -> float:
+    """``q75 - q25`` of a 1-D tensor of patch scores (linear interpolation; 0 for one score)."""
+    if scores.numel() == 0:
+        raise ValueError("interquartile_range needs at least one score")
+    q = torch.quantile(scores.float(), torch.tensor([0.25, 0.75], device=scores.device))
+    return float(q[1] - q[0])
 
 
 @dataclass
@@ -258,7 +271,8 @@ class EffRes(nn.Module):
             face_map = scores_to_map(scores, grid).numpy()
             target = heatmap[crop.y0:crop.y1, crop.x0:crop.x1]
             np.copyto(target, face_map, where=~np.isnan(face_map))
-            result.faces.append(FaceScore(box.as_list(), float(kept.median()), int(kept.numel())))
+            result.faces.append(FaceScore(box.as_list(), float(kept.median()), int(kept.numel()),
+                                          patch_iqr=interquartile_range(kept)))
         result.heatmap, result.mask = heatmap, full_mask
         if kept_scores:
             y = float(torch.cat(kept_scores).median())
