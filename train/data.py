@@ -97,6 +97,8 @@ def load_faces(folder: str | Path, cache_dir: str | Path | None = None, halve_ab
 
 @dataclass
 class SampleSettings:
+    """How a training sample is made; the defaults are the paper's (Table 1)."""
+
     patch_size: int = 128
     stride: int = 128
     window_patches: int = 3          # degrade a window of this many patches per side, not the whole image
@@ -105,8 +107,12 @@ class SampleSettings:
     prescale_height: tuple[int, int] = (256, 2048)
     degrade_probability: float = 0.9
     min_factor: float = 1 / 16
+    max_factor: float = 1.0          # downscale factor f ~ U(min_factor, max_factor)
     min_foreground: float = 0.5
     nuisance_probability: float = 0.6
+    kernels: tuple[str, ...] = KERNELS  # down and up resizers are each drawn from these
+    random_offset: bool = True       # patch grid starts at a random offset (else at the window's corner)
+    mask: bool = True                # False: every pixel counts as face (the paper's unmasked ablation)
 
     def __post_init__(self):
         lo, hi = self.prescale_height
@@ -114,8 +120,12 @@ class SampleSettings:
             raise ValueError(f"prescale_height must be [low, high] with 0 < low <= high, got {self.prescale_height}")
         if hi < self.patch_size:
             raise ValueError(f"prescale_height {self.prescale_height} ends below the patch size {self.patch_size}")
-        if not 0 < self.min_factor <= 1:
-            raise ValueError(f"min_factor must be in (0, 1], got {self.min_factor}")
+        if not 0 < self.min_factor <= self.max_factor <= 1:
+            raise ValueError(f"need 0 < min_factor <= max_factor <= 1, got {self.min_factor}, {self.max_factor}")
+        self.kernels = tuple(self.kernels)
+        unknown = [k for k in self.kernels if k not in KERNELS]
+        if not self.kernels or unknown:
+            raise ValueError(f"kernels must be a non-empty list of {KERNELS}, got {list(self.kernels)}")
         if self.stride < 1 or self.window_patches < 1 or self.patches_per_image < 1:
             raise ValueError("stride, window_patches and patches_per_image must be positive")
         for name in ("prescale_probability", "degrade_probability", "min_foreground", "nuisance_probability"):
@@ -136,6 +146,8 @@ def _prescale(rgb: np.ndarray, mask: np.ndarray, height: int) -> tuple[np.ndarra
 def make_sample(face: FaceSample, rng: np.random.Generator, s: SampleSettings, nuisances: bool = True):
     """One training sample: ``(patches [k, 3, p, p], labels [k])``; ``k`` may be 0."""
     rgb, mask, base = face.rgb, face.mask, 1.0
+    if not s.mask:
+        mask = np.ones_like(mask)
     p = s.patch_size
     if rng.random() < s.prescale_probability:
         lo, hi = s.prescale_height
@@ -159,16 +171,17 @@ def make_sample(face: FaceSample, rng: np.random.Generator, s: SampleSettings, n
     m = torch.from_numpy(np.ascontiguousarray(mask[y0:y0 + win, x0:x0 + win]))[None, None].float()
     label = base
     if rng.random() < s.degrade_probability:
-        f = rng.uniform(s.min_factor, 1.0)
+        f = rng.uniform(s.min_factor, s.max_factor)
         small = max(1, round(win * f))
         if small < win:
-            down, up = rng.choice(KERNELS), rng.choice(KERNELS)
+            down, up = rng.choice(s.kernels), rng.choice(s.kernels)
             x = resize_antialiased(resize_antialiased(x, (small, small), down), (win, win), up).clamp(0, 1)
             label = min(base, small / win)
     if nuisances:
         x, _ = random_nuisances(x, rng, s.nuisance_probability)
     # Patches on a grid with a random offset; keep those that are mostly face.
-    oy, ox = int(rng.integers(0, max(1, min(s.stride, win - p + 1)))), int(rng.integers(0, max(1, min(s.stride, win - p + 1))))
+    span = max(1, min(s.stride, win - p + 1))
+    oy, ox = (int(rng.integers(0, span)), int(rng.integers(0, span))) if s.random_offset else (0, 0)
     cands = [(yy, xx) for yy in range(oy, win - p + 1, s.stride) for xx in range(ox, win - p + 1, s.stride)
              if float(m[0, 0, yy:yy + p, xx:xx + p].mean()) >= s.min_foreground]
     if not cands:

@@ -32,8 +32,16 @@ _RECIPE = [
     ("imagenet", "backbone started from ImageNet weights"),
     ("patch_size", "patch size (px)"),
     ("stride", "patch stride (px)"),
+    ("loss", "loss"),
+    ("kernels", "resizers (down and up)"),
     ("prescale_height", "prescale height range (px)"),
+    ("prescale_probability", "share of samples prescaled"),
     ("min_factor", "smallest degradation factor"),
+    ("max_factor", "largest degradation factor"),
+    ("degrade_probability", "share of samples degraded"),
+    ("random_offset", "random patch-grid offset"),
+    ("min_foreground", "training patches: least share of face"),
+    ("mask", "background masked in training"),
     ("nuisances", "nuisance augmentation (noise, JPEG, sharpening, tone, colour, grayscale)"),
     ("nuisance_probability", "nuisance probability"),
     ("micro_batch", "micro-batch (patches)"),
@@ -46,8 +54,16 @@ _RECIPE = [
     ("pgd_steps", "PGD steps"),
     ("pgd_step_size", "PGD L2 step (pixel units of 255)"),
     ("pgd_linf", "PGD L-infinity radius (pixel units of 255)"),
+    ("pgd_random_init", "PGD random start"),
+    ("adversarial_ratio", "adversarial steps per regular step"),
+    ("regular_weight", "loss weight of the regular step"),
+    ("adversarial_weight", "loss weight of the adversarial step"),
+    ("init_weights", "started from the weights of"),
     ("seed", "seed"),
 ]
+
+_LOSS_NAMES = {"mape": "mean absolute percentage error", "mae": "mean absolute error",
+               "mse": "mean squared error", "msle": "mean squared logarithmic error"}
 
 _METRIC_NAMES = {
     "folder_srcc": "per-folder SRCC (mean over mixed folders)",
@@ -171,7 +187,8 @@ def model_card(run_dir: str | Path, config: dict, run_config: dict, metrics: lis
             lines.append(f"| {meaning} (`{key}`) | {_fmt(run_config[key])} |")
     lines += [
         "",
-        "Loss: mean absolute percentage error. Every regular step is paired with an adversarial step on",
+        f"Loss: {_LOSS_NAMES.get(run_config.get('loss', 'mape'), run_config.get('loss'))}. Every regular step is "
+        "paired with an adversarial step on",
         "the same patches (L2 PGD with BatchNorm statistics frozen, no random start), equal weight.",
         "",
         "## Training progress",

@@ -33,6 +33,7 @@ from effres_core.model import hub  # noqa: E402
 from effres_core.gradient.adversarial import l2_pgd  # noqa: E402
 from effres_core.gradient.losses import mape_loss  # noqa: E402
 from effres_core.model.net import EffResNet  # noqa: E402
+from effres_core.synthesis.degradations import KERNELS  # noqa: E402
 from train.data import BatchStream, SampleSettings, load_faces, make_batch  # noqa: E402
 
 logger = logging.getLogger("effres.train")
@@ -45,7 +46,15 @@ DEFAULTS = {
     "window_patches": 3,
     "patches_per_image": 2,
     "prescale_height": [256, 2048],
-    "min_factor": 0.0625,
+    "prescale_probability": 0.8,   # share of samples prescaled to a random height in prescale_height
+    "min_factor": 0.0625,          # downscale factor f ~ U(min_factor, max_factor)
+    "max_factor": 1.0,
+    "degrade_probability": 0.9,    # share of samples downscaled and scaled back up (the rest stay as they are)
+    "kernels": list(KERNELS),      # resizers the down and the up step are drawn from
+    "random_offset": True,         # training patch grid starts at a random offset
+    "min_foreground": 0.5,         # training patches need this share of face
+    "mask": True,                  # False: train unmasked (every pixel counts as face)
+    "loss": "mape",                # mape | mae | mse | msle
     "nuisances": True,
     "nuisance_probability": 0.6,
     "micro_batch": 16,
@@ -54,10 +63,20 @@ DEFAULTS = {
     "patches_per_epoch": 100000,
     "lr": 1e-3,
     "lr_decay": 0.9,
+    "adam_betas": [0.9, 0.999],
+    "adam_eps": 1e-8,
     "adversarial": "pgd",          # pgd | fgsm | none
     "pgd_steps": 10,
     "pgd_step_size": 30.0,
     "pgd_linf": 10.0,
+    "pgd_random_init": False,      # start the attack at a random point of the L-infinity ball
+    "adversarial_ratio": 1.0,      # adversarial twins per regular micro-batch (1: every one, 0.5: every other)
+    "regular_weight": 1.0,         # loss weights of the clean and the adversarial step
+    "adversarial_weight": 1.0,
+    "inference_patches": 100,      # scoring settings: validation uses them, the exported config records them
+    "inference_min_foreground": 0.9,
+    "aggregation": "median",       # median | mean of the patch scores
+    "init_weights": "",            # start from these weights (a model folder or file) instead of ImageNet
     "bf16": True,                  # on CUDA only
     "channels_last": True,
     "workers": 2,
@@ -85,7 +104,31 @@ def load_config(path: str | None, overrides: dict) -> dict:
         raise ValueError("effective_batch must be a multiple of micro_batch")
     if config["adversarial"] not in ("pgd", "fgsm", "none"):
         raise ValueError("adversarial must be pgd, fgsm or none")
+    if config["loss"] not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {config['loss']!r}")
+    if config["aggregation"] not in ("median", "mean"):
+        raise ValueError(f"aggregation must be median or mean, got {config['aggregation']!r}")
+    if not 0 <= config["adversarial_ratio"] <= 1:
+        raise ValueError(f"adversarial_ratio must be in [0, 1], got {config['adversarial_ratio']}")
+    if config["regular_weight"] < 0 or config["adversarial_weight"] < 0:
+        raise ValueError("regular_weight and adversarial_weight must be >= 0")
+    if config["inference_patches"] < 1:
+        raise ValueError(f"inference_patches must be at least 1, got {config['inference_patches']}")
     return config
+
+
+def _msle(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # log1p needs pred > -1; below 0 a ratio is wrong anyway, so clip there (as Keras clips at 0).
+    return (torch.log1p(pred.clamp(min=0)) - torch.log1p(y)).pow(2).mean()
+
+
+#: The paper's loss (mape) and the three of its ablation (Table 3).
+LOSSES = {
+    "mape": mape_loss,
+    "mae": lambda pred, y: (pred - y).abs().mean(),
+    "mse": lambda pred, y: (pred - y).pow(2).mean(),
+    "msle": _msle,
+}
 
 
 class Trainer:
@@ -95,7 +138,10 @@ class Trainer:
         self.settings = SampleSettings(
             patch_size=c["patch_size"], stride=c["stride"], window_patches=c["window_patches"],
             patches_per_image=c["patches_per_image"], prescale_height=tuple(c["prescale_height"]),
-            min_factor=c["min_factor"], nuisance_probability=c["nuisance_probability"])
+            min_factor=c["min_factor"], max_factor=c["max_factor"], nuisance_probability=c["nuisance_probability"],
+            prescale_probability=c["prescale_probability"], degrade_probability=c["degrade_probability"],
+            kernels=tuple(c["kernels"]), random_offset=c["random_offset"], min_foreground=c["min_foreground"],
+            mask=c["mask"])
         self.faces, skipped = load_faces(c["data"], out / "cache", halve_above=c["halve_above"])
         self.val_faces = []
         if c.get("val_data"):
@@ -112,6 +158,12 @@ class Trainer:
             net = EffResNet(patch_size=c["patch_size"], width=0.25)
         else:
             net = EffResNet(c["backbone"], c["patch_size"])
+        if c["init_weights"]:  # fine-tune: same architecture, weights from a model folder or file
+            start = hub.load_pretrained(c["init_weights"])
+            if start.config["backbone"] != net.backbone or start.patch_size != net.patch_size:
+                raise ValueError(f"init_weights {c['init_weights']} is a {start.backbone}/{start.patch_size} model, "
+                                 f"the config asks for {net.backbone}/{net.patch_size}")
+            net.load_state_dict(start.state_dict(), strict=True)
         self.net = net.to(device)
         if c["channels_last"]:  # faster convolutions on CUDA and on oneDNN CPUs alike
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -119,7 +171,8 @@ class Trainer:
         if world_size > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[device.index] if device.type == "cuda" else None)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c["lr"], betas=(0.9, 0.999), eps=1e-8)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c["lr"], betas=tuple(c["adam_betas"]),
+                                          eps=c["adam_eps"])
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=c["lr_decay"])
         self.accum = c["effective_batch"] // (c["micro_batch"] * world_size) or 1
         self.steps_per_epoch = max(1, c["patches_per_epoch"] // c["effective_batch"])
@@ -160,7 +213,13 @@ class Trainer:
     def _loss(self, x, y, model=None):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.config["bf16"]):
             pred = (model or self.model)(x)
-        return mape_loss(pred.float(), y)
+        return LOSSES[self.config["loss"]](pred.float(), y)
+
+    def has_twin(self, index: int) -> bool:
+        """Whether micro-batch ``index`` (counted over the whole run) gets an adversarial twin:
+        evenly spread, ``adversarial_ratio`` of them."""
+        r = self.config["adversarial_ratio"]
+        return self.config["adversarial"] != "none" and math.floor((index + 1) * r) > math.floor(index * r)
 
     def adversarial(self, x, y):
         c = self.config
@@ -172,22 +231,26 @@ class Trainer:
         try:
             # The bare net (no DDP gradient sync), in bf16 on CUDA like the training forward.
             x_adv = l2_pgd(lambda z: self._loss(z, y, self.net), x, steps=steps,
-                           step_size=c["pgd_step_size"], linf=c["pgd_linf"], pixel_range=255.0)
+                           step_size=c["pgd_step_size"], linf=c["pgd_linf"], pixel_range=255.0,
+                           random_init=c["pgd_random_init"])
         finally:
             self.net.train()
         return x_adv
 
-    def micro_step(self, x, y) -> tuple[float, float]:
+    def micro_step(self, x, y, index: int = 0) -> tuple[float, float]:
+        """One micro-batch (number ``index`` of the run): the clean loss and, when it has a twin, the
+        adversarial loss, weighted by ``regular_weight`` / ``adversarial_weight`` (the paper: 1 and 1)."""
+        c = self.config
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        if self.config["channels_last"]:
+        if c["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
-        x_adv = self.adversarial(x, y)
+        x_adv = self.adversarial(x, y) if self.has_twin(index) else None
         clean = self._loss(x, y)
-        (clean / self.accum).backward()
+        (c["regular_weight"] * clean / self.accum).backward()
         adv_value = float("nan")
         if x_adv is not None:
-            adv = self._loss(x_adv, y)  # equal weight to the clean step, as in the paper
-            (adv / self.accum).backward()
+            adv = self._loss(x_adv, y)
+            (c["adversarial_weight"] * adv / self.accum).backward()
             adv_value = float(adv.detach())
         return float(clean.detach()), adv_value
 
@@ -208,7 +271,8 @@ class Trainer:
                 try:
                     from effres_core.evaluation import RatioScorer, quick_validation
 
-                    scorer = RatioScorer(self.net, n_patches=16, device=self.device)
+                    scorer = RatioScorer(self.net, n_patches=self.config["inference_patches"],
+                                         reduce=self.config["aggregation"], device=self.device)
                     metrics.update(quick_validation(scorer, self.config["val_data"], cache_dir=self.out / "cache"))
                 except Exception as err:  # validation extras must never kill a long run
                     logger.warning("ranking validation failed: %s: %s", err.__class__.__name__, err)
@@ -250,18 +314,21 @@ class Trainer:
         while self.step < total_steps and not self.stop_requested:
             t0 = time.time()
             clean_sum = adv_sum = 0.0
-            for _ in range(self.accum):
+            twins = 0
+            for i in range(self.accum):
                 x, y = next(batches)
-                clean, adv = self.micro_step(x, y)
+                clean, adv = self.micro_step(x, y, self.step * self.accum + i)
                 clean_sum += clean
-                adv_sum += adv
+                if math.isfinite(adv):
+                    adv_sum += adv
+                    twins += 1
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             patches_per_s = c["micro_batch"] * self.accum * self.world_size / (time.time() - t0)
             row = {"step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch + 1,
                    "lr": self.optimizer.param_groups[0]["lr"], "loss": clean_sum / self.accum,
-                   "adv_loss": adv_sum / self.accum, "patches_per_s": patches_per_s}
+                   "adv_loss": adv_sum / twins if twins else float("nan"), "patches_per_s": patches_per_s}
             epoch_end = self.step % self.steps_per_epoch == 0
             if epoch_end:
                 self.scheduler.step()
@@ -330,8 +397,10 @@ def parse_args(argv=None):
         if isinstance(value, bool):
             parser.add_argument(flag, dest=key, type=lambda s: s.lower() in ("1", "true", "yes", "on"),
                                 metavar="BOOL")
+        elif isinstance(value, list) and key == "kernels":
+            parser.add_argument(flag, dest=key, nargs="+", choices=KERNELS, metavar="KERNEL")
         elif isinstance(value, list):
-            parser.add_argument(flag, dest=key, type=int, nargs=len(value))
+            parser.add_argument(flag, dest=key, type=type(value[0]), nargs=len(value))
         else:
             parser.add_argument(flag, dest=key, type=type(value))
     return parser.parse_args(argv)

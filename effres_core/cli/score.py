@@ -15,10 +15,11 @@ from pathlib import Path
 
 from ..measure.faces import DETECTORS
 from ..measure.masks import MASKERS
+from ..measure.reliability import score_warning
 from ._model import load_effres
 
 CSV_COLUMNS = ("path", "ratio", "effective_height", "effective_width", "height", "width", "faces",
-               "detector", "masker", "reason", "error")
+               "patches", "patch_iqr", "warning", "detector", "masker", "reason", "error")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -103,16 +104,28 @@ def format_line(result) -> str:
         return f"{result.path}: not scored: {result.reason}"
     (eh, ew), (h, w) = result.effective_resolution, result.image_size
     n = len(result.faces)
-    return (f"{result.path}: ratio {result.ratio:.3f}, effective resolution {eh}x{ew} of {h}x{w}, "
-            f"{n} face{'s' if n != 1 else ''}")
+    patches, iqr = _patch_summary(result)
+    line = (f"{result.path}: ratio {result.ratio:.3f}, effective resolution {eh}x{ew} of {h}x{w}, "
+            f"{n} face{'s' if n != 1 else ''}, {patches} patches, patch IQR {iqr:.3f}")
+    warning = score_warning(result)
+    return f"{line} (unreliable: {warning})" if warning else line
+
+
+def _patch_summary(result) -> tuple[int, float | None]:
+    """Patches behind the image's ratio (all faces) and the widest patch spread of its scored faces."""
+    scored = [f for f in result.faces if f.ratio is not None]
+    iqrs = [f.patch_iqr for f in scored if f.patch_iqr is not None]
+    return sum(f.patches_used for f in scored), (max(iqrs) if iqrs else None)
 
 
 def _csv_row(result) -> dict:
+    patches, iqr = _patch_summary(result)
     eff = result.effective_resolution or (None, None)
     size = result.image_size or (None, None)
     return {"path": result.path, "ratio": "" if result.ratio is None else f"{result.ratio:.6f}",
             "effective_height": eff[0], "effective_width": eff[1], "height": size[0], "width": size[1],
-            "faces": len(result.faces), "detector": result.detector, "masker": result.masker,
+            "faces": len(result.faces), "patches": patches, "patch_iqr": "" if iqr is None else f"{iqr:.6f}",
+            "warning": score_warning(result) or "", "detector": result.detector, "masker": result.masker,
             "reason": result.reason, "error": result.error}
 
 

@@ -20,7 +20,8 @@ def _per_image_l2(x: torch.Tensor) -> torch.Tensor:
 def l2_pgd(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, steps: int = 10,
            step_size: float = 30.0, linf: float | None = 10.0, pixel_range: float = 255.0,
            mask: torch.Tensor | None = None, lower: float = 0.0, upper: float = 1.0,
-           grad_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+           grad_transform: Callable[[torch.Tensor], torch.Tensor] | None = None, random_init: bool = False,
+           generator: torch.Generator | None = None) -> torch.Tensor:
     """Maximise ``objective(x).sum()`` by L2-normalised gradient ascent, starting at ``images``.
 
     Args:
@@ -34,6 +35,9 @@ def l2_pgd(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tens
         mask: optional ``[B, 1, H, W]`` or ``[B, H, W]`` weights in [0, 1]; only masked pixels move.
         grad_transform: optional map applied to each step's gradient before the mask and the L2
             normalisation (the enhancer filters it there: smoothing, high-pass, brightness only).
+        random_init: start at a uniformly random point of the L-infinity ball (needs ``linf``)
+            instead of at ``images`` (the paper: no random start).
+        generator: random generator for ``random_init``.
     Returns:
         The perturbed images, detached, same dtype and shape.
     """
@@ -46,6 +50,13 @@ def l2_pgd(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tens
         mask = (mask.unsqueeze(1) if mask.ndim == 3 else mask).to(images.device, images.dtype)
     origin = images.detach()
     x = origin.clone()
+    if random_init:
+        if linf is None:
+            raise ValueError("random_init needs an L-infinity radius (linf)")
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+        if mask is not None:
+            noise = noise * mask
+        x = (x + noise * linf * scale).clamp(lower, upper)
     for _ in range(steps):
         with torch.enable_grad():
             x.requires_grad_(True)

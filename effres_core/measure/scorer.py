@@ -31,7 +31,10 @@ FACE_SIZE = 224
 
 @dataclass
 class FaceScore:
-    """One face: its ``box`` (x0, y0, x1, y1) in image pixels, its ratio, and how many patches counted."""
+    """One face: its ``box`` (x0, y0, x1, y1) in image pixels, its ratio, how many patches counted
+    (``patches_used``) and how much they disagree: ``patch_iqr``, the interquartile range of the
+    kept patch scores (clipped to [0, 1]; 0 for a single patch, ``None`` when nothing was scored).
+    Few patches or a wide spread make the ratio less trustworthy (README, "When to distrust a score")."""
 
     box: list[int]
     ratio: float | None
@@ -41,9 +44,19 @@ class FaceScore:
     #: ratio is relative to the face's own pixels all the same
     upscale: float = 1.0
 
+    patch_iqr: float | None = None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"box": self.box, "ratio": self.ratio, "patches_used": self.patches_used, "reason": self.reason,
-                "upscale": self.upscale}
+        return {"box": self.box, "ratio": self.ratio, "patches_used": self.patches_used,
+                "patch_iqr": self.patch_iqr, "reason": self.reason, "upscale": self.upscale}
+
+
+def interquartile_range(scores: torch.Tensor) -> float:
+    """``q75 - q25`` of a 1-D tensor of patch scores (linear interpolation; 0 for one score)."""
+    if scores.numel() == 0:
+        raise ValueError("interquartile_range needs at least one score")
+    q = torch.quantile(scores.float(), torch.tensor([0.25, 0.75], device=scores.device))
+    return float(q[1] - q[0])
 
 
 @dataclass
@@ -340,7 +353,8 @@ class EffRes(nn.Module):
             kept_scores.append(kept)
             target = heatmap[crop.y0:crop.y1, crop.x0:crop.x1]
             np.copyto(target, face_map, where=~np.isnan(face_map))
-            result.faces.append(FaceScore(box.as_list(), float(kept.median()), int(kept.numel()), upscale=round(k, 3)))
+            result.faces.append(FaceScore(box.as_list(), float(kept.median()), int(kept.numel()),
+                                          upscale=round(k, 3), patch_iqr=interquartile_range(kept)))
         result.heatmap, result.mask = heatmap, full_mask
         if kept_scores:
             y = float(torch.cat(kept_scores).median())

@@ -67,6 +67,8 @@ def load_weights_file(weights: str | os.PathLike, config: dict | None = None) ->
         width=config.get("width", 1.0),
     )
     net.load_state_dict(load_file(str(weights)), strict=True)
+    if config.get("calibration"):
+        net.set_calibration(config["calibration"])
     net.config.update({k: v for k, v in config.items() if k not in net.config})
     return net.eval()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .calibration import MonotoneMap
+
 BACKBONES = ("mobilenet_v2", "resnet50")
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,7 +47,8 @@ class EffResNet(nn.Module):
         width: channel width multiplier for a tiny random test model; 1.0 for real models.
 
     Shape:
-        input ``[B, 3, H, W]`` float RGB in [0, 1]; output ``[B]`` raw (unclipped) ratios.
+        input ``[B, 3, H, W]`` float RGB in [0, 1]; output ``[B]`` unclipped ratios (through the
+        monotone calibration when one is set, see :meth:`set_calibration`).
 
     Example:
         >>> net = EffResNet("mobilenet_v2", patch_size=64)
@@ -70,6 +73,21 @@ class EffResNet(nn.Module):
         # Start near the middle of the label range so early MAPE gradients are sane.
         nn.init.normal_(self.head.weight, std=0.01)
         nn.init.constant_(self.head.bias, 0.5)
+        self.calibration: MonotoneMap | None = None
+
+    def set_calibration(self, calibration: dict | None) -> "EffResNet":
+        """Map the head's output through a monotone curve (``{"x": [...], "y": [...]}`` knots, see
+        :mod:`effres_core.model.calibration`), or remove it with ``None``. The knots go into
+        ``config["calibration"]``, so :func:`~effres_core.model.hub.save_pretrained` keeps them."""
+        if calibration is None:
+            self.calibration = None
+            self.config.pop("calibration", None)
+            return self
+        mapping = MonotoneMap(calibration["x"], calibration["y"]).to(self.head.weight.device)
+        self.calibration = mapping
+        self.config["calibration"] = {**{k: v for k, v in calibration.items() if k not in ("x", "y")},
+                                      **mapping.to_config()}
+        return self
 
     @property
     def patch_size(self) -> int:
@@ -96,7 +114,9 @@ class EffResNet(nn.Module):
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         x = self.features(x)
         x = x.mean(dim=(2, 3))
-        return self.head(x).squeeze(1)
+        out = self.head(x).squeeze(1)
+        return out if self.calibration is None else self.calibration(out)
+
 
 
 def _tiny_features(width: float) -> tuple[nn.Module, int]:
