@@ -92,6 +92,15 @@ def _cap_latents(z: torch.Tensor, max_latent: int | None, mode: str, generator: 
             lambda m, factor: m[..., top * factor:(top + hc) * factor, left * factor:(left + wc) * factor])
 
 
+def _decode_checked(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """``decode(z)``, refused with a clear message unless it is ``[B, 3, H, W]`` images."""
+    images = decode(z)
+    if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"decode must return [B, 3, H, W] images in [0, 1], got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    return images
+
+
 def sharpness_gradient_with_score(x0: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor], net: nn.Module,
                                   mask: torch.Tensor | None = None, *, max_decode_size: int | None = None,
                                   cap_mode: str = "crop", latent_scale: int = 8, n_patches: int = 25,
@@ -117,10 +126,7 @@ def sharpness_gradient_with_score(x0: torch.Tensor, decode: Callable[[torch.Tens
                 raise ValueError(f"max_decode_size must be positive, got {max_decode_size}")
             max_latent = max(1, max_decode_size // latent_scale)
         zc, cap_map = _cap_latents(z, max_latent, cap_mode, generator)
-        images = decode(zc)
-        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"decode must return [B, 3, H, W] images in [0, 1], got "
-                             f"{getattr(images, 'shape', type(images).__name__)}")
+        images = _decode_checked(decode, zc)
         factor = max(1, round(images.shape[-2] / zc.shape[-2]))
         images = images.to(param.device, param.dtype)
         m = None
@@ -348,10 +354,7 @@ def sharpness_gradient_windows(x0: torch.Tensor, decode: Callable[[torch.Tensor]
         for win in windows:
             rows, cols = win.slices
             z = x0[win.batch:win.batch + 1, :, rows, cols].detach().clone().requires_grad_(True)
-            images = decode(z)
-            if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != 3:
-                raise ValueError(f"decode must return [B, 3, H, W] images in [0, 1], got "
-                                 f"{getattr(images, 'shape', type(images).__name__)}")
+            images = _decode_checked(decode, z)
             factor = max(1, round(images.shape[-2] / z.shape[-2]))
             images = images.to(param.device, param.dtype)
             m = _window_mask(win, mask, factor, (h, w), images.shape[-2:], param)
