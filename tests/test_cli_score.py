@@ -1,6 +1,7 @@
 import argparse
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -171,3 +172,29 @@ def test_an_animated_gif_scores_its_first_frame(tmp_path, tiny_model_dir, capsys
         assert first.tolist() == __import__("numpy").asarray(gif.convert("RGB")).tolist()  # frame 0
     model = EffRes(hub.load_pretrained(str(tiny_model_dir)), detector="whole", masker="none", device="cpu")
     assert entry["ratio"] == pytest.approx(model.score(first).ratio, abs=1e-6)
+
+
+def test_quiet_keeps_stderr_for_errors(tmp_path, capsys, monkeypatch):
+    """--quiet: no model line and no 'auto chose' lines, but a broken file is still reported."""
+    import logging
+    import shutil
+
+    from effres_core import cli
+    from effres_core.measure import faces
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # let main() configure logging afresh, as in a new process
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(faces, "_logged", set())  # the choice would be logged again
+    photo = Path(__file__).resolve().parents[1] / "examples" / "faces" / "photo_sharp.jpg"
+    shutil.copy(photo, tmp_path / "good.jpg")
+    (tmp_path / "bad.jpg").write_text("not an image")
+    for quiet, expect_chatter in ((["--quiet"], False), ([], True)):
+        code = cli.main(["score", str(tmp_path), "--detector", "auto", *quiet])
+        out, err = capsys.readouterr()
+        assert code == 1 and "good.jpg: ratio" in out
+        assert "bad.jpg" in out + err
+        assert ("effres: model" in err) is expect_chatter
+        assert ("face detector: " in err) is expect_chatter
+        faces._logged.clear()
+        root.handlers = []

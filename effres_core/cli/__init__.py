@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    # --quiet keeps standard error for errors: no "auto chose ..." lines either (-v wins over it)
+    quiet = getattr(args, "quiet", False) and not args.verbose
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR if quiet else logging.WARNING,
                         format="effres: %(message)s")
     return int(args.run(args) or 0)
 

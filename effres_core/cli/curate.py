@@ -79,7 +79,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sc.add_argument("--ray-address", default=None, help="Ray cluster address (default: start or join a local one)")
     sc.add_argument("--concurrency", type=int, default=None, metavar="N", help="Ray scoring actors (default 1)")
     sc.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per Ray actor (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no model line and no detector choice "
+                   "on stderr (errors and the summary still go there)")
     p.set_defaults(run=run)
     return p
 
@@ -142,8 +143,9 @@ def run(args) -> int:
     if model is None:
         return 2
     fingerprint, settings = model_fingerprint(args.model, args.revision), scorer_settings(model, args.precision)
-    print(f"effres: model {fingerprint} on {model.device}, detector {model.detector_resolved}, masker "
-          f"{model.masker_resolved}; {len(inputs)} files", file=sys.stderr)
+    if not args.quiet:
+        print(f"effres: model {fingerprint} on {model.device}, detector {model.detector_resolved}, masker "
+              f"{model.masker_resolved}; {len(inputs)} files", file=sys.stderr)
     if args.engine == "ray":
         try:
             from ..integrations.ray import ray_score_fn
