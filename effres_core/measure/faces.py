@@ -263,14 +263,20 @@ def stdout_to_stderr() -> Iterator[None]:
         yield
 
 
-@lru_cache(maxsize=2)
-def _retinaface(device: str):
-    why = facexlib_unavailable(RETINAFACE_WEIGHTS)
+def facexlib_weight_folder(filename: str) -> Path:
+    """The folder holding facexlib's ``filename``, to pass as its ``model_rootpath``; a
+    ``RuntimeError`` saying why (see :func:`facexlib_unavailable`) when it cannot load offline."""
+    why = facexlib_unavailable(filename)
     if why:
         raise RuntimeError(why)
+    return find_facexlib_weight(filename).parent
+
+
+@lru_cache(maxsize=2)
+def _retinaface(device: str):
+    folder = facexlib_weight_folder(RETINAFACE_WEIGHTS)
     from facexlib.detection import init_detection_model
 
-    folder = find_facexlib_weight(RETINAFACE_WEIGHTS).parent
     with stdout_to_stderr():
         return init_detection_model("retinaface_resnet50", half=False, device=device, model_rootpath=str(folder))
 

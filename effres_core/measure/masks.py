@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .faces import BISENET_WEIGHTS, FaceBox, facexlib_unavailable, find_facexlib_weight, log_once, stdout_to_stderr
+from .faces import BISENET_WEIGHTS, FaceBox, facexlib_weight_folder, log_once, stdout_to_stderr
 
 MASKERS = ("auto", "bisenet", "ellipse", "none")
 #: CelebAMask-HQ labels of facexlib's BiSeNet that the paper treats as background:
@@ -43,12 +43,9 @@ def mask_none(crop: np.ndarray, face: FaceBox) -> np.ndarray:
 
 @lru_cache(maxsize=2)
 def _bisenet(device: str):
-    why = facexlib_unavailable(BISENET_WEIGHTS)
-    if why:
-        raise RuntimeError(why)
+    folder = facexlib_weight_folder(BISENET_WEIGHTS)
     from facexlib.parsing import init_parsing_model
 
-    folder = find_facexlib_weight(BISENET_WEIGHTS).parent
     with stdout_to_stderr():
         return init_parsing_model("bisenet", device=device, model_rootpath=str(folder))
 
