@@ -53,3 +53,14 @@ def comfy_images(b: int = 2, h: int = 64, w: int = 64, c: int = 3, seed: int = 0
     g = torch.Generator().manual_seed(seed)
     low = torch.rand(b, c, max(2, h // 8), max(2, w // 8), generator=g)
     return torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False).movedim(1, -1)
+
+
+def pack_module(pack_package, name: str):
+    """A module of a pack loaded by :func:`pack`, e.g. ``pack_module(p, "nodes.score")``."""
+    return importlib.import_module(f"{pack_package.__name__}.{name}")
+
+
+def run_node(cls, **inputs):
+    """``cls.execute(**inputs)`` under inference mode, as ComfyUI's executor runs every node."""
+    with torch.inference_mode():
+        return cls.execute(**inputs)

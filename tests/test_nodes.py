@@ -5,13 +5,12 @@ under ``torch.inference_mode()`` as ComfyUI's executor does, so the inference-te
 """
 
 import asyncio
-import importlib
 import json
 
 import pytest
 import torch
 
-from nodes_support import comfy_images, inference_tensors_in, pack
+from nodes_support import comfy_images, inference_tensors_in, pack, pack_module as sub, run_node as run
 
 NODE_IDS = {"EffResLoader", "EffResScore", "EffResFilter", "EffResGuidance", "EffResEnhance", "EffResFaceMask",
             "EffResFaceSEGS", "EffResSEGSFilter", "EffResBestOf"}
@@ -30,17 +29,8 @@ def tiny_folder(tmp_path_factory, effres_pack):
     return sub(effres_pack, "effres_core.model.hub").save_pretrained(net, tmp_path_factory.mktemp("effres") / "tiny")
 
 
-def sub(effres_pack, name):
-    return importlib.import_module(f"{effres_pack.__name__}.{name}")
-
-
 def node(effres_pack, module, name):
     return getattr(sub(effres_pack, f"nodes.{module}"), name)
-
-
-def run(cls, **inputs):
-    with torch.inference_mode():  # what ComfyUI's executor does around every node
-        return cls.execute(**inputs)
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,13 @@
 weights are inference tensors, called under ``torch.inference_mode()`` as ComfyUI's sampler does."""
 
 import copy
-import importlib
 import logging
 
 import pytest
 import torch
 from torch import nn
 
-from nodes_support import inference_tensors_in, pack
+from nodes_support import inference_tensors_in, pack, pack_module as sub
 
 
 class TinyAutoencoder(nn.Module):
@@ -66,10 +65,6 @@ class FakePatcher:
 def effres_pack():
     with pack("effres_pack_guidance", fake_comfy=True) as module:
         yield module
-
-
-def sub(effres_pack, name):
-    return importlib.import_module(f"{effres_pack.__name__}.{name}")
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,13 @@
 under ``torch.inference_mode()`` as ComfyUI runs them, on the shipped two-face example image;
 and the example images the pack puts into ComfyUI's input folder."""
 
-import importlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from nodes_support import ROOT, pack
+from nodes_support import ROOT, pack, pack_module as sub, run_node as run
 
 TWO_FACES = ROOT / "examples" / "faces" / "two_faces.jpg"
 
@@ -18,15 +17,6 @@ TWO_FACES = ROOT / "examples" / "faces" / "two_faces.jpg"
 def effres_pack():
     with pack("effres_pack_segs", fake_comfy=True) as module:
         yield module
-
-
-def sub(effres_pack, name):
-    return importlib.import_module(f"{effres_pack.__name__}.{name}")
-
-
-def run(cls, **inputs):
-    with torch.inference_mode():
-        return cls.execute(**inputs)
 
 
 def comfy_image(path=TWO_FACES):
