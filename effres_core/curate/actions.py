@@ -27,14 +27,12 @@ class Action:
             raise ValueError(f"action must be one of {ACTIONS}, got {self.kind!r}")
 
 
-def _sha256(path: str) -> str | None:
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
 
 
@@ -49,7 +47,10 @@ def _already_there(kind: str, src: str, dest: str, sha256: str | None) -> bool:
             return False
     if not os.path.isfile(dest) or sha256 is None:
         return False
-    return _sha256(dest) == sha256
+    try:
+        return file_sha256(dest) == sha256
+    except OSError:
+        return False
 
 
 def _copy_exclusive(src: str, dest: str) -> None:
@@ -79,8 +80,6 @@ def apply(action: Action, src: str, rel: str, sha256: str | None = None, dry_run
         claimed.add(key)
     if os.path.lexists(dest):
         if _already_there(action.kind, src, dest, sha256):
-            return dest, "exists"
-        if action.kind == "move" and not os.path.exists(src) and sha256 and _sha256(dest) == sha256:
             return dest, "exists"
         return dest, "clash: the destination exists with other content"
     if action.kind == "move" and not os.path.exists(src):

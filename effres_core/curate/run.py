@@ -9,7 +9,6 @@ Decisions wait for the end because ``top_n`` compares all files.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import sys
 import time
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .actions import Action, apply
+from .actions import Action, apply, file_sha256
 from .inputs import InputFile
 from .manifest import ManifestWriter, ResumeIndex, format_of
 from .rules import Rules, decide
@@ -63,14 +62,6 @@ class Summary:
                 + (f", {self.action_failures} actions failed" if self.action_failures else "")
                 + f"; scored {self.scored} in {self.scoring_seconds:.1f} s ({self.images_per_second:.2f} images/s), "
                   f"{self.seconds:.1f} s in all")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_fingerprint(model_id: str | None, revision: str | None = None) -> str:
