@@ -264,3 +264,18 @@ def test_cli_curate(tiny_model_dir, dataset, tmp_path, capsys):
     code = main(["curate", str(root), "--model", str(tiny_model_dir), "--detector", "haar", "--masker", "ellipse",
                  "--manifest", str(manifest), "--quiet", "--device", "cpu", "--workers", "2", "--batch-size", "8"])
     assert code == 1 and len(read_manifest(manifest)) == 6
+
+
+def test_a_move_killed_between_link_and_unlink_is_finished_on_resume(tmp_path):
+    import hashlib
+
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"abc")
+    sha = hashlib.sha256(b"abc").hexdigest()
+    (tmp_path / "kept").mkdir()
+    os.link(src, tmp_path / "kept" / "a.jpg")  # where a kill after os.link leaves a move
+    move = Action("move", str(tmp_path / "kept"))
+    assert apply(move, str(src), "a.jpg", sha, dry_run=True)[1] == "exists" and src.exists()
+    assert apply(move, str(src), "a.jpg", sha)[1] == "done"
+    assert not src.exists() and (tmp_path / "kept" / "a.jpg").read_bytes() == b"abc"
+    assert apply(move, str(src), "a.jpg", sha)[1] == "exists"  # and again: nothing left to do

@@ -66,6 +66,15 @@ def _copy_exclusive(src: str, dest: str) -> None:
         raise
 
 
+def _finish_move(src: str) -> str:
+    """Remove the source of a move whose destination already holds the same bytes."""
+    try:
+        os.unlink(src)
+    except OSError as err:
+        return f"failed: {err.strerror or err}"
+    return "done"
+
+
 def apply(action: Action, src: str, rel: str, sha256: str | None = None, dry_run: bool = False,
           claimed: set[str] | None = None) -> tuple[str, str]:
     """Do ``action`` for one file; returns ``(destination, status)`` with status ``done``,
@@ -80,6 +89,8 @@ def apply(action: Action, src: str, rel: str, sha256: str | None = None, dry_run
         claimed.add(key)
     if os.path.lexists(dest):
         if _already_there(action.kind, src, dest, sha256):
+            if action.kind == "move" and os.path.exists(src) and not dry_run:
+                return dest, _finish_move(src)  # killed between link and unlink: the copy is there
             return dest, "exists"
         return dest, "clash: the destination exists with other content"
     if action.kind == "move" and not os.path.exists(src):
