@@ -143,3 +143,15 @@ def test_seg_box_without_a_detected_face_is_scored_itself(model):
     assert result.found_by == "SEG box" and isinstance(result.ratio, float), result
     found = score_segs(model, ((512, 1024), [impact_style_seg(image, (638, 86, 900, 348))]))[0]
     assert found.found_by == "detected in crop"
+
+
+def test_whole_face_model_keeps_the_scorers_settings():
+    from conftest import make_tiny_net
+
+    from effres_core.integrations.comfy_segs import whole_face_model
+    from effres_core.measure.scorer import EffRes
+
+    model = EffRes(make_tiny_net(), device="cpu", min_face_size=60, face_size=200, n_patches=9)
+    whole = whole_face_model(model)
+    assert whole.detector_name == "whole" and whole.net is model.net
+    assert (whole.min_face_size, whole.face_size, whole.n_patches) == (60, 200, 9)

@@ -255,7 +255,8 @@ def whole_face_model(model):
         with torch.inference_mode(False):
             _whole_models[model] = EffRes(model.net, detector="whole", masker=model.masker_name,
                                           n_patches=model.n_patches, min_foreground=model.min_foreground,
-                                          margin=model.margin, device=model.device, chunk_size=model.chunk_size)
+                                          margin=model.margin, device=model.device, chunk_size=model.chunk_size,
+                                          min_face_size=model.min_face_size, face_size=model.face_size)
     return _whole_models[model]
 
 
