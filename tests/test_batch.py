@@ -120,6 +120,8 @@ def test_a_failing_forward_pass_fails_only_its_images():
 def test_pool_rejects_bad_settings():
     with pytest.raises(ValueError, match="batch_size"):
         PatchPool(torch.nn.Identity(), 32, 0, torch.device("cpu"))
+    with pytest.raises(ValueError, match="batch_size"):
+        BatchScorer(tiny_model(), batch_size=0)  # not taken as "the default"
     with pytest.raises(ValueError, match="precision"):
         BatchScorer(tiny_model(), precision="int8")
     with pytest.raises(ValueError, match="workers"):

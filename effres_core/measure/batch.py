@@ -172,9 +172,7 @@ class PatchPool:
         try:
             yield self
         finally:
-            with self._cv:
-                self._busy -= 1
-                self._cv.notify_all()
+            self.forget()
 
     def __call__(self, patches: torch.Tensor) -> torch.Tensor:
         job = _Job(patches.detach())
@@ -304,7 +302,7 @@ class BatchScorer:
         if accelerate not in ("auto", True, False):
             raise ValueError(f"accelerate must be 'auto', True or False, got {accelerate!r}")
         self.model = model
-        self.batch_size = int(batch_size) if batch_size else default_batch_size(model.device)
+        self.batch_size = default_batch_size(model.device) if batch_size is None else int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.workers = default_workers(model.device) if workers is None else int(workers)
