@@ -82,8 +82,8 @@ class SharpnessHook:
         if self.windows is not None:
             return self.windows
         b, _, h, w = denoised.shape
-        if self.mask is not None:
-            boxes, factor = mask_boxes(self.mask), None
+        if self.mask is not None:  # mask boxes are in the mask's pixels: bring them to the latent grid
+            boxes, factor = mask_boxes(self.mask), max(1, round(self.mask.shape[-2] / h))
         else:
             if self.detector is None:
                 raise ValueError("region 'faces' needs a face detector or a mask")
@@ -91,8 +91,6 @@ class SharpnessHook:
                 images = self.decode(denoised)
             boxes = detect_faces(images, self.detector)
             factor = max(1, round(images.shape[-2] / h))
-        if factor is None:  # mask boxes are in the mask's pixels: bring them to the latent grid
-            factor = max(1, round(self.mask.shape[-2] / h))
         if len(boxes) == 1 and b > 1:
             boxes = boxes * b
         if not any(boxes):
