@@ -143,6 +143,11 @@ def read_manifest(path: str | os.PathLike, fmt: str | None = None) -> list[dict]
     return list(latest.values())
 
 
+def _jsonl_line(row: dict) -> str:
+    """One manifest row as a JSON line, columns in :data:`COLUMNS` order."""
+    return json.dumps({c: row.get(c) for c in COLUMNS}, default=_json_default) + "\n"
+
+
 class ManifestWriter:
     """Append rows as they come (flushed, fsynced at most once a second), then :meth:`finalize`
     rewrites the manifest with every row atomically.
@@ -171,11 +176,9 @@ class ManifestWriter:
 
     def write(self, row: dict) -> None:
         if self._csv is not None:
-            buf = io.StringIO()
-            csv.DictWriter(buf, fieldnames=COLUMNS).writerow(_flat(row))
-            self._f.write(buf.getvalue())  # one write per row: a kill cuts at most this line
+            self._csv.writerow(_flat(row))  # the csv writer hands each row to one write(): a kill cuts at most this line
         else:
-            self._f.write(json.dumps({c: row.get(c) for c in COLUMNS}, default=_json_default) + "\n")
+            self._f.write(_jsonl_line(row))
         self._f.flush()
         self.rows_written += 1
         if time.monotonic() - self._last_sync >= self._fsync_every:
@@ -233,7 +236,7 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[dict], fmt: str | Non
                     w.writerows(_flat(r) for r in rows)
                 else:
                     for r in rows:
-                        f.write(json.dumps({c: r.get(c) for c in COLUMNS}, default=_json_default) + "\n")
+                        f.write(_jsonl_line(r))
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
