@@ -13,7 +13,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator
 
 from .actions import Action, apply, file_sha256
@@ -214,9 +213,3 @@ def curate(inputs: list[InputFile], score: ScoreFn, options: CurateOptions, mode
 def _past(kind: str) -> str:
     return {"copy": "copied", "move": "moved", "symlink": "linked", "hardlink": "linked"}[kind]
 
-
-def manifest_rows(path: str | os.PathLike) -> list[dict]:
-    """Rows of a manifest (any format), for scripts: ``manifest_rows("curate-manifest.jsonl")``."""
-    from .manifest import read_manifest
-
-    return read_manifest(Path(path))
