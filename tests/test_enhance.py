@@ -319,3 +319,13 @@ def test_default_model_after_is_effres_score_of_the_saved_file(real_face_path, t
     assert float(result.after[0]) == pytest.approx(model.score(tmp_path / "out.png").ratio, abs=0.01)
     assert float(result.before[0]) == pytest.approx(model.score(real_face_path).ratio, abs=1e-6)
     assert result.after[0] > result.before[0] and result.raw_after[0] > result.raw_before[0]
+
+
+def test_score_after_false_skips_scoring_the_output(face):
+    from effres_core.measure.scorer import EffRes
+
+    from conftest import make_tiny_net
+
+    model = EffRes(make_tiny_net(), device="cpu", detector="whole", masker="none", n_patches=4)
+    out = enhance(model, face, steps=1, score_after=False)
+    assert torch.isnan(out.after).all() and torch.isfinite(out.before).all()

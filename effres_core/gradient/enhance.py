@@ -284,7 +284,7 @@ def enhance(model: nn.Module, images, direction: str = "sharpen", steps: int = 1
             max_change: float | None = None, mask=None, n_patches: int | None = None,
             min_foreground: float | None = None, chunk_size: int | None = None,
             step_per: str = "patch", jitter: bool = True, smooth: float = 1.0, highpass: float | None = 8.0,
-            colour: bool = False, seed: int = 0) -> EnhanceResult:
+            colour: bool = False, seed: int = 0, score_after: bool = True) -> EnhanceResult:
     """Sharpen (or soften) faces by L2 PGD on the scorer's predicted effective resolution.
 
     Args:
@@ -308,6 +308,8 @@ def enhance(model: nn.Module, images, direction: str = "sharpen", steps: int = 1
         smooth, highpass, colour: the step filter (:func:`filter_step`): Gaussian blur in px
             (0: off), high-pass scale in px (``None``: off), and whether colour may change.
         seed: seeds the grid offsets; the same seed gives the same result.
+        score_after: with an ``EffRes``, score the returned images for ``after`` (False: ``after`` is
+            NaN; :func:`enhance_file` scores the written file instead).
 
     Returns:
         :class:`EnhanceResult` with the images in the input's kind and the scores before and after.
@@ -380,7 +382,8 @@ def enhance(model: nn.Module, images, direction: str = "sharpen", steps: int = 1
     all_masks = None if any(mk is None for mk in masks) else torch.cat([mk.cpu() for mk in masks])
     if scorer:
         batched = images.ndim == 4
-        before, after = _ratios_of(model, images, batched), _ratios_of(model, out, batched)
+        before = _ratios_of(model, images, batched)
+        after = _ratios_of(model, out, batched) if score_after else torch.full_like(before, float("nan"))
     else:
         before = _masked_ratios(net, x, all_masks, n_patches, min_foreground, chunk_size)
         after = _masked_ratios(net, torch.cat([o.cpu() for o in outs]), all_masks, n_patches, min_foreground,
@@ -417,12 +420,13 @@ def enhance_file(in_path: str | os.PathLike, out_path: str | os.PathLike, model:
         from ..measure.scorer import EffRes
 
         model = EffRes.from_pretrained()
-    result = enhance(model, load_image(in_path), **kwargs)
+    rescore = _scores_images(model)  # then the written file is scored below, not the array
+    result = enhance(model, load_image(in_path), **{**kwargs, "score_after": not rescore})
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_kw = {"quality": 95, "subsampling": 0} if out_path.suffix.lower() in (".jpg", ".jpeg") else {}
     Image.fromarray(result.images).save(out_path, **save_kw)
-    if _scores_images(model):  # score what was written (JPEG and WebP are lossy), not what was meant
+    if rescore:  # score what was written (JPEG and WebP are lossy), not what was meant
         written = model.score(out_path)
         result.after = torch.tensor([float("nan") if written.ratio is None else written.ratio])
     return result
