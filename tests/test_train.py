@@ -438,3 +438,17 @@ def test_bad_data_folders_fail_clearly(face_dirs, tmp_path, clean_process_state)
     (mixed / TRAIN_FILES[0]).write_bytes((face_dirs[0] / TRAIN_FILES[0]).read_bytes())
     faces, skipped = data.load_faces(mixed, tmp_path / "cache")
     assert len(faces) == 1 and len(skipped) == 1 and "broken.jpg" in skipped[0]
+
+
+def test_max_crop_side_shrinks_large_crops_only(face_dirs, tmp_path):
+    full, _ = data.load_faces(face_dirs[0], tmp_path / "cache")
+    cap = max(min(f.rgb.shape[:2]) for f in full) - 20
+    capped, _ = data.load_faces(face_dirs[0], tmp_path / "cache", max_crop_side=cap)
+    assert [f.name for f in full] == [f.name for f in capped]
+    for a, b in zip(full, capped):
+        short = min(a.rgb.shape[:2])
+        assert min(b.rgb.shape[:2]) == min(short, cap)
+        assert b.mask.shape == b.rgb.shape[:2] and set(np.unique(b.mask)) <= {0.0, 1.0}
+        # The same face, smaller: the aspect ratio and the share of face pixels stay.
+        assert abs(a.rgb.shape[0] / a.rgb.shape[1] - b.rgb.shape[0] / b.rgb.shape[1]) < 0.01
+        assert abs(float(a.mask.mean()) - float(b.mask.mean())) < 0.02

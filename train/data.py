@@ -42,12 +42,23 @@ def _halve(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
 
 
+def _shrink(rgb: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return (cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST))
+
+
 def load_faces(folder: str | Path, cache_dir: str | Path | None = None, halve_above: int = 1024,
-               margin: float = 0.5, min_side: int = 128) -> tuple[list[FaceSample], list[str]]:
+               margin: float = 0.5, min_side: int = 128, max_crop_side: int = 0) -> tuple[list[FaceSample], list[str]]:
     """Find, crop and mask the largest face of every image under ``folder`` (recursive).
 
     Sources whose short side is at least ``halve_above`` are halved first: the shipped JPEGs are
-    not pixel-sharp at full size. Crop boxes and masks are cached on disk keyed by file content.
+    not pixel-sharp at full size. With ``max_crop_side``, a face crop whose short side is longer
+    is shrunk (area filter) to that side: a camera JPEG holds little detail in its top octave, and
+    labelling such a crop 1 teaches the network that soft means sharp. Crop boxes and masks are
+    cached on disk keyed by file content.
     Returns the faces and a list of ``"path: reason"`` for files that were skipped.
     """
     paths = find_images([folder])
@@ -89,6 +100,8 @@ def load_faces(folder: str | Path, cache_dir: str | Path | None = None, halve_ab
         if min(crop_rgb.shape[:2]) < min_side:
             skipped.append(f"{path}: face crop {crop_rgb.shape[0]}x{crop_rgb.shape[1]} is too small")
             continue
+        if max_crop_side and min(crop_rgb.shape[:2]) > max_crop_side:
+            crop_rgb, mask = _shrink(crop_rgb, mask.astype(np.uint8), max_crop_side / min(crop_rgb.shape[:2]))
         faces.append(FaceSample(path.name, crop_rgb, mask.astype(np.float32)))
     if not faces:
         raise RuntimeError(f"no usable face images under {folder} ({len(paths)} files; skipped: {skipped[:5]})")

@@ -87,6 +87,7 @@ DEFAULTS = {
     "max_steps": 0,                # stop after this many optimizer steps (0: run all epochs)
     "max_minutes": 0,              # stop (with a checkpoint) after this wall time (0: no limit)
     "halve_above": 1024,
+    "max_crop_side": 0,            # shrink face crops whose short side is longer (0: keep them as found)
     "threads": 0,                  # torch CPU threads in the main process (0: torch's default)
 }
 
@@ -142,10 +143,13 @@ class Trainer:
             prescale_probability=c["prescale_probability"], degrade_probability=c["degrade_probability"],
             kernels=tuple(c["kernels"]), random_offset=c["random_offset"], min_foreground=c["min_foreground"],
             mask=c["mask"])
-        self.faces, skipped = load_faces(c["data"], out / "cache", halve_above=c["halve_above"])
+        self.faces, skipped = load_faces(c["data"], out / "cache", halve_above=c["halve_above"],
+                                             max_crop_side=c["max_crop_side"])
         self.val_faces = []
         if c.get("val_data"):
-            self.val_faces, val_skipped = load_faces(c["val_data"], out / "cache", halve_above=c["halve_above"])
+            self.val_faces, val_skipped = load_faces(c["val_data"], out / "cache",
+                                                         halve_above=c["halve_above"],
+                                                         max_crop_side=c["max_crop_side"])
             skipped += val_skipped
         if rank == 0:
             logger.info("training faces: %d, validation faces: %d, skipped files: %d",
