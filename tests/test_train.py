@@ -403,6 +403,35 @@ def test_export_is_loadable_and_documented(straight_run, tmp_path):
     assert f"{val_mape:.4g}" in card
 
 
+def test_export_keeps_a_calibration_and_appends_sections(straight_run, tmp_path):
+    from effres_core.model import hub
+    from train.export import ExportError, export_run
+
+    net = hub.load_pretrained(straight_run / "best")
+    knots = {"x": [0.2, 0.5, 0.7], "y": [0.2, 0.6, 0.95], "fitted_on": "mixed folders of 3 faces in train/",
+             "train_mae_before": 0.08, "train_mae_after": 0.04, "train_within_0.1_before": 0.7,
+             "train_within_0.1_after": 0.9}
+    net.set_calibration(knots)
+    hub.save_pretrained(net, tmp_path / "calibrated", extra_config={"calibration": net.config["calibration"]})
+    section = tmp_path / "budget.md"
+    section.write_text("## Budget\n\nThree minutes on one core.\n")
+    out = export_run(straight_run, tmp_path / "export", calibration=tmp_path / "calibrated", append=[section])
+    exported = hub.load_pretrained(out)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(exported(x), net(x), atol=1e-6)  # the map travels with the weights
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## Calibration" in card and "3 knots" in card and "mixed folders of 3 faces" in card
+    assert "0.080 -> 0.040" in card and "70% -> 90%" in card
+    assert card.index("## Calibration") < card.index("## Budget") < card.index("Licence: MIT")
+    assert "## Calibration" not in export_run(straight_run, tmp_path / "plain").joinpath("MODEL_CARD.md").read_text()
+    with pytest.raises(ExportError, match="config.json"):
+        export_run(straight_run, tmp_path / "x", calibration=tmp_path / "missing")
+    with pytest.raises(ExportError, match="holds no calibration"):
+        export_run(straight_run, tmp_path / "y", calibration=straight_run / "best")
+    with pytest.raises(ExportError, match="does not exist"):
+        export_run(straight_run, tmp_path / "z", append=[tmp_path / "nope.md"])
+
+
 def test_export_cli_errors_and_push(straight_run, tmp_path, capsys):
     from train import export
 

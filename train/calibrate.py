@@ -94,9 +94,16 @@ def main(argv=None) -> int:
             np.savez(args.scores, **data)
     pred, truth = lower_median(data["patches"]), data["truth"]
     xs, ys = fit_monotone(pred, truth, bins=args.bins)
+    mapped = monotone_map(torch.from_numpy(pred), torch.tensor(xs, dtype=torch.float64),
+                          torch.tensor(ys, dtype=torch.float64)).clamp(0, 1).numpy()
+    sel = (truth >= 1 / 8) & np.isfinite(pred)
+    err_before, err_after = np.abs(np.clip(pred, 0, 1) - truth)[sel], np.abs(mapped - truth)[sel]
+    fit = {"train_mae_before": float(err_before.mean()), "train_mae_after": float(err_after.mean()),
+           "train_within_0.1_before": float(np.mean(err_before <= 0.1)),
+           "train_within_0.1_after": float(np.mean(err_after <= 0.1))}
     calibration = {"x": xs, "y": ys, "fitted_on": f"mixed folders (seen flavour, seeds {args.seeds}) of "
                    f"{len(data['names'])} faces in {Path(args.sharp).name}/, {len(truth)} images, "
-                   f"{args.patches} patches, {args.max_side} px crops"}
+                   f"{args.patches} patches, {args.max_side} px crops", **fit}
     net.set_calibration(calibration)
     extra = {k: v for k, v in net.config.items() if k not in ("backbone", "patch_size", "width")}
     out = hub.save_pretrained(net, args.out, extra_config=extra)
@@ -104,14 +111,7 @@ def main(argv=None) -> int:
     card = source / "MODEL_CARD.md"
     if card.is_file() and card.resolve() != (out / card.name).resolve():
         shutil.copy(card, out / card.name)
-    mapped = monotone_map(torch.from_numpy(pred), torch.tensor(xs, dtype=torch.float64),
-                          torch.tensor(ys, dtype=torch.float64)).clamp(0, 1).numpy()
-    sel = (truth >= 1 / 8) & np.isfinite(pred)
-    err_before, err_after = np.abs(np.clip(pred, 0, 1) - truth)[sel], np.abs(mapped - truth)[sel]
-    report = {"images": int(len(truth)), "seconds": round(time.time() - start, 1), "knots": calibration,
-              "train_mae_before": float(err_before.mean()), "train_mae_after": float(err_after.mean()),
-              "train_within_0.1_before": float(np.mean(err_before <= 0.1)),
-              "train_within_0.1_after": float(np.mean(err_after <= 0.1))}
+    report = {"images": int(len(truth)), "seconds": round(time.time() - start, 1), "knots": calibration, **fit}
     print(json.dumps(report, indent=2))
     return 0
 

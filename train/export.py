@@ -3,10 +3,15 @@
     python train/export.py runs/NAME exports/NAME                 # best/ checkpoint (falls back to last/)
     python train/export.py runs/NAME exports/NAME --which last
     python train/export.py runs/NAME exports/NAME --push-to-hub owner/effres-face-mobilenetv2
+    python train/export.py runs/NAME exports/NAME --which last --calibration CALIBRATED_DIR \
+        --append docs/model-card/*.md                             # the bundled default's card
 
 The folder holds ``model.safetensors`` and ``config.json`` (loadable by
 ``EffRes.from_pretrained(OUT_DIR)``), ``MODEL_CARD.md`` with the training data, recipe, steps,
 validation numbers and limits, and a ``README.md`` copy of the card (the Hub shows that one).
+``--calibration`` takes the monotone map of a folder written by ``train/calibrate.py`` for the same
+weights (and the card says how it was fitted); ``--append`` adds Markdown sections measured by
+the benchmark scripts (small faces, reliability, budget).
 """
 
 from __future__ import annotations
@@ -137,7 +142,25 @@ def _data_summary(folder: str | None) -> str:
     return text
 
 
-def model_card(run_dir: str | Path, config: dict, run_config: dict, metrics: list[dict], which: str) -> str:
+def _calibration_section(calibration: dict) -> list[str]:
+    lines = [
+        "", "## Calibration", "",
+        f"`config.json` holds a monotone map ({len(calibration.get('x', []))} knots, strictly increasing) that",
+        "`EffResNet` applies to every patch score, so the scorer, the enhancer and guidance all see it.",
+        "Being strictly increasing it changes no ranking, and the median of mapped patches is the mapped",
+        "median.", "",
+        f"- Fitted by `train/calibrate.py` on {calibration.get('fitted_on', 'an unrecorded set')}.",
+    ]
+    before, after = calibration.get("train_mae_before"), calibration.get("train_mae_after")
+    if isinstance(before, float) and isinstance(after, float):
+        lines.append(f"- On those sets (true factors 1/8..1): mean absolute error {before:.3f} -> {after:.3f}, "
+                     f"within +-0.1 {calibration['train_within_0.1_before']:.0%} -> "
+                     f"{calibration['train_within_0.1_after']:.0%} (in-sample: the map was fitted there).")
+    return lines
+
+
+def model_card(run_dir: str | Path, config: dict, run_config: dict, metrics: list[dict], which: str,
+               appendices: list[str] = ()) -> str:
     """The model card text (Markdown with Hub front matter) for one exported checkpoint."""
     run_dir = Path(run_dir)
     steps = int(config.get("trained_steps", 0))
@@ -230,6 +253,8 @@ def model_card(run_dir: str | Path, config: dict, run_config: dict, metrics: lis
                   "|---" * (len(keys) + 1) + "|"]
         for r in history[-12:]:
             lines.append(f"| {int(r['step'])} | " + " | ".join(_fmt(r.get(k, float('nan'))) for k in keys) + " |")
+    if config.get("calibration"):
+        lines += _calibration_section(config["calibration"])
     lines += [
         "",
         "## Limits",
@@ -245,12 +270,15 @@ def model_card(run_dir: str | Path, config: dict, run_config: dict, metrics: lis
     if run_config.get("backbone") != "resnet50" or int(run_config.get("pgd_steps", 10)) < 10:
         lines.append("- A light recipe (see Recipe): smaller backbone or fewer PGD steps than the paper's "
                      "ResNet50 / 10-step PGD; expect lower accuracy than the paper reports.")
+    for text in appendices:
+        lines += ["", text.strip()]
     lines += ["", "Licence: MIT (the effres project). Check the licences of the training data listed above.", ""]
     return "\n".join(lines)
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, push_to_hub: str | None = None,
-               which: str = "best", private: bool = False) -> Path:
+               which: str = "best", private: bool = False, calibration: str | Path | None = None,
+               append: list[str | Path] = ()) -> Path:
     """Write ``model.safetensors``, ``config.json``, ``MODEL_CARD.md`` and ``README.md`` to ``out_dir``.
 
     Args:
@@ -259,6 +287,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, push_to_hub: str | None
         push_to_hub: a Hub repo id (``owner/name``) to upload the folder to, or ``None``.
         which: ``"best"`` (falls back to ``last`` when the run never validated) or ``"last"``.
         private: create the Hub repo as private.
+        calibration: a folder written by ``train/calibrate.py`` from these weights: its map is kept.
+        append: Markdown files added to the card, in order, before the licence line.
 
     Returns:
         ``out_dir``.
@@ -277,8 +307,22 @@ def export_run(run_dir: str | Path, out_dir: str | Path, push_to_hub: str | None
     extra = {k: v for k, v in config.items() if k not in ("backbone", "patch_size", "width")}
     extra["training"] = {k: run_config[k] for k, _ in _RECIPE if k in run_config}
     extra["checkpoint"] = used
+    if calibration:
+        calibrated = Path(calibration) / hub.CONFIG_NAME
+        if not calibrated.is_file():
+            raise ExportError(f"{calibration} has no {hub.CONFIG_NAME}: pass a folder written by train/calibrate.py")
+        mapping = json.loads(calibrated.read_text()).get("calibration")
+        if not mapping:
+            raise ExportError(f"{calibrated} holds no calibration")
+        net.set_calibration(mapping)
+        extra["calibration"] = config["calibration"] = net.config["calibration"]
+    appendices = []
+    for path in append:
+        if not Path(path).is_file():
+            raise ExportError(f"--append file {path} does not exist")
+        appendices.append(Path(path).read_text())
     hub.save_pretrained(net, out_dir, extra_config=extra)
-    card = model_card(run_dir, config, run_config, _read_metrics(run_dir), used)
+    card = model_card(run_dir, config, run_config, _read_metrics(run_dir), used, appendices)
     (out_dir / CARD_NAME).write_text(card)
     (out_dir / "README.md").write_text(card)
     if push_to_hub:
@@ -296,10 +340,12 @@ def main(argv=None) -> int:
     parser.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint to export")
     parser.add_argument("--push-to-hub", dest="push_to_hub", metavar="REPO_ID", help="also upload to this Hub repo")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    parser.add_argument("--calibration", metavar="DIR", help="keep the monotone map of this train/calibrate.py folder")
+    parser.add_argument("--append", nargs="+", default=[], metavar="MD", help="Markdown sections to add to the card")
     args = parser.parse_args(argv)
     try:
         out = export_run(args.run_dir, args.out_dir, push_to_hub=args.push_to_hub, which=args.which,
-                         private=args.private)
+                         private=args.private, calibration=args.calibration, append=args.append)
     except (ExportError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
