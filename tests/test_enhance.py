@@ -261,9 +261,10 @@ def test_shifted_grids_cover_every_offset_and_stay_in_the_crop():
     mask = torch.zeros(80, 100)
     mask[10:70, 10:90] = 1
     plan = _PatchPlan([_Region(20, 30, 80, 100, mask)], patch_size=32, n_patches=16, min_foreground=0.9, seed=0)
-    fixed = plan.boxes()
+    [(region, fixed)] = plan.groups()
+    assert region is None  # unscaled regions share one group, in image coordinates
     assert fixed and all(30 <= x0 and x1 <= 130 and 20 <= y0 and y1 <= 100 for x0, y0, x1, y1 in fixed)
-    draws = [plan.boxes(shifted=True) for _ in range(40)]
+    draws = [b for group in (plan.groups(shifted=True) for _ in range(40)) for _, b in group]
     offsets = {(b[0][0] - 30, b[0][1] - 20) for b in draws if b}
     assert len(offsets) > 10  # many grid phases, not one
     for boxes in draws:
@@ -271,7 +272,43 @@ def test_shifted_grids_cover_every_offset_and_stay_in_the_crop():
             assert x1 - x0 == y1 - y0 == 32
             assert mask[y0 - 20:y1 - 20, x0 - 30:x1 - 30].mean() >= 0.9  # only mostly-face patches
     same = _PatchPlan([_Region(20, 30, 80, 100, mask)], 32, 16, 0.9, seed=0)
-    assert [same.boxes(shifted=True) for _ in range(40)] == draws  # seeded
+    assert [b for group in (same.groups(shifted=True) for _ in range(40)) for _, b in group] == draws  # seeded
+
+
+def test_an_upscaled_region_has_its_own_group_on_the_upscaled_grid():
+    from effres_core.gradient.enhance import _PatchPlan, _Region
+
+    small = _Region(4, 6, 20, 24, torch.ones(20, 24), scale=2.0)  # scored as 40x48
+    plan = _PatchPlan([small, _Region(0, 0, 64, 64, None)], patch_size=32, n_patches=4, min_foreground=0.9, seed=0)
+    groups = plan.groups()
+    assert [g[0] is None for g in groups] == [True, False]
+    region, boxes = groups[1]
+    assert region is small and boxes and all(0 <= x0 and x1 <= 48 and 0 <= y0 and y1 <= 40 for x0, y0, x1, y1 in boxes)
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64, requires_grad=True)
+    up = small.pixels(x, 32)
+    assert up.shape == (1, 3, 40, 48)
+    up.sum().backward()  # differentiable back to the image, and only inside the crop
+    assert x.grad[..., 4:24, 6:30].abs().sum() > 0 and x.grad[..., 30:, :].abs().sum() == 0
+
+
+def test_faces_smaller_than_a_patch_are_enhanced_like_the_scorer_scores_them(net):
+    """A 24 px face crop with 32 px patches: the scorer upscales it to one patch (k = 4/3) and scores
+    k * patch score; the enhancer optimises that same quantity instead of leaving the face alone."""
+    from effres_core.measure.faces import FaceBox
+
+    class SmallFaceScorer(type(_effres(net))):
+        def _faces(self, rgb):
+            box = FaceBox(20, 20, 44, 44)
+            yield box, box, np.ones((box.height, box.width), np.float32)
+
+    model = SmallFaceScorer(net, detector="whole", masker="none", device="cpu", n_patches=4, min_face_size=16)
+    img = np.random.default_rng(3).integers(60, 200, (64, 64, 3), dtype=np.uint8)
+    assert model.score(img).faces[0].upscale == pytest.approx(32 / 24, abs=0.01)
+    out = enhance(model, img, steps=3, step_size=200.0)
+    changed = np.abs(out.images.astype(int) - img).sum(axis=2) > 0
+    assert changed[20:44, 20:44].any() and not changed[:20].any() and not changed[44:].any()
+    assert float(out.after[0]) == pytest.approx(model.score(out.images).ratio, abs=0.01)
+    assert float(out.raw_after[0]) > float(out.raw_before[0]) and float(out.after[0]) > float(out.before[0])
 
 
 def test_seed_repeats_and_jitter_changes_the_path(net, face):

@@ -143,3 +143,21 @@ def test_module_equals_function_and_skips_unusable_images(net):
     empty = SharpnessLoss(net, n_patches=9)(x, torch.zeros(2, 64, 64))
     empty.backward()
     assert empty.item() == 0 and x.grad.abs().sum() == 0
+
+
+def test_sharpness_of_patches_scale_multiplies_each_patch_before_the_clip(net):
+    from effres_core.gradient.losses import sharpness_of_patches
+
+    x = torch.rand(2, 3, 64, 64)
+    boxes = [(0, 0, 32, 32), (16, 8, 48, 40), (32, 32, 64, 64)]
+    with torch.no_grad():
+        raw = torch.stack([net(x[:, :, y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes], dim=1)
+        assert torch.allclose(sharpness_of_patches(net, x, boxes, scale=3.0), (3 * raw).mean(1), atol=1e-5)
+        assert torch.allclose(sharpness_of_patches(net, x, boxes, scale=3.0, clip="soft"),
+                              soft_clip(3 * raw).mean(1), atol=1e-5)
+    x64 = torch.rand(1, 3, 24, 24, dtype=torch.float64, requires_grad=True)
+    net64 = EffResNet(patch_size=16, width=0.25).double().eval()
+    assert torch.autograd.gradcheck(lambda t: sharpness_of_patches(net64, t, [(0, 0, 16, 16), (8, 4, 24, 20)],
+                                                                   scale=2.5), (x64,), fast_mode=True)
+    with pytest.raises(ValueError, match="scale"):
+        sharpness_of_patches(net, x, boxes, scale=0.0)

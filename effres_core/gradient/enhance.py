@@ -55,6 +55,7 @@ from ..measure.imageio import check_image_values
 from ..measure.patches import choose_stride, foreground_fraction, patch_grid, shifted_grid
 from ..measure.scoring import effective_resolution_ratio
 from ..model.net import scoring_net
+from ..synthesis.degradations import resize_antialiased
 from .adversarial import l2_pgd
 from .losses import eval_mode, sharpness_of_patches
 
@@ -227,54 +228,92 @@ def filter_step(grad: torch.Tensor, smooth: float = 1.0, highpass: float | None 
 
 @dataclass
 class _Region:
-    """Where patches come from: a crop ``(top, left, height, width)`` of the image and the share of
-    face in it (``None``: all of it counts)."""
+    """Where patches come from: a crop ``(top, left, height, width)`` of the image, the share of
+    face in it (``None``: all of it counts) and the factor ``scale`` the scorer upscales the crop
+    by before taking patches (a face smaller than its ``face_size``), its scores multiplied back."""
 
     top: int
     left: int
     height: int
     width: int
     mask: torch.Tensor | None = None
+    scale: float = 1.0
+
+    def upscaled_size(self, patch_size: int) -> tuple[int, int]:
+        """The crop's size as the scorer scores it (the scorer's rule: at least one patch)."""
+        if self.scale == 1.0:
+            return self.height, self.width
+        return max(patch_size, round(self.height * self.scale)), max(patch_size, round(self.width * self.scale))
+
+    def pixels(self, t: torch.Tensor, patch_size: int) -> torch.Tensor:
+        """The crop of ``t`` as the scorer sees it: upscaled with the training bicubic when ``scale > 1``."""
+        crop = t[..., self.top:self.top + self.height, self.left:self.left + self.width]
+        if self.scale == 1.0:
+            return crop
+        return resize_antialiased(crop, self.upscaled_size(patch_size), "bicubic").clamp(0, 1)
 
 
 class _PatchPlan:
     """The boxes of the patches the scorer would take from some regions, on their own grids of
-    about ``n_patches`` patches, or on those grids shifted by a random offset (``draw``)."""
+    about ``n_patches`` patches, or on those grids shifted by a random offset (``shifted``).
+
+    :meth:`groups` gives ``(region, boxes)`` pairs: ``region`` is ``None`` for the patches of all
+    unscaled regions, in image coordinates; an upscaled region has its own group, with boxes in
+    the coordinates of its upscaled crop."""
 
     def __init__(self, regions: list[_Region], patch_size: int, n_patches: int, min_foreground: float, seed: int):
-        self.regions = [r for r in regions if r.height >= patch_size and r.width >= patch_size]
         self.p, self.n_patches, self.min_foreground = patch_size, n_patches, min_foreground
+        self.regions = []
+        for r in regions:
+            h, w = r.upscaled_size(patch_size)
+            if h < patch_size or w < patch_size:
+                continue
+            mask = r.mask
+            if mask is not None and r.scale != 1.0:  # the scorer's own mask resize
+                mask = F.interpolate(mask[None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            self.regions.append((r, h, w, mask))
         self.rng = np.random.default_rng(seed)
 
-    def _boxes(self, region: _Region, grid) -> list[tuple[int, int, int, int]]:
-        if region.mask is None:
+    def _boxes(self, mask: torch.Tensor | None, grid, top: int, left: int) -> list[tuple[int, int, int, int]]:
+        if mask is None:
             keep = [True] * grid.count
         else:
-            keep = (foreground_fraction(region.mask[None], grid)[0] >= self.min_foreground).tolist()
-        return [(x0 + region.left, y0 + region.top, x1 + region.left, y1 + region.top)
-                for (x0, y0, x1, y1), k in zip(grid.boxes(), keep) if k]
+            keep = (foreground_fraction(mask[None], grid)[0] >= self.min_foreground).tolist()
+        return [(x0 + left, y0 + top, x1 + left, y1 + top) for (x0, y0, x1, y1), k in zip(grid.boxes(), keep) if k]
 
-    def boxes(self, shifted: bool = False) -> list[tuple[int, int, int, int]]:
-        out = []
-        for r in self.regions:
-            grid = patch_grid(r.height, r.width, self.p, choose_stride(r.height, r.width, self.p, self.n_patches))
+    def groups(self, shifted: bool = False) -> list[tuple[_Region | None, list[tuple[int, int, int, int]]]]:
+        plain, scaled = [], []
+        for r, h, w, mask in self.regions:
+            grid = patch_grid(h, w, self.p, choose_stride(h, w, self.p, self.n_patches))
             if shifted:
-                top = int(self.rng.integers(0, min(grid.stride - 1, r.height - self.p) + 1))
-                left = int(self.rng.integers(0, min(grid.stride - 1, r.width - self.p) + 1))
-                grid = shifted_grid(r.height, r.width, self.p, grid.stride, top, left)
-            out += self._boxes(r, grid)
-        return out
+                top = int(self.rng.integers(0, min(grid.stride - 1, h - self.p) + 1))
+                left = int(self.rng.integers(0, min(grid.stride - 1, w - self.p) + 1))
+                grid = shifted_grid(h, w, self.p, grid.stride, top, left)
+            if r.scale == 1.0:
+                plain += self._boxes(mask, grid, r.top, r.left)
+            else:
+                boxes = self._boxes(mask, grid, 0, 0)
+                if boxes:
+                    scaled.append((r, boxes))
+        return ([(None, plain)] if plain else []) + scaled
 
 
 def _face_regions(model: nn.Module, x: torch.Tensor) -> tuple[list[_Region], torch.Tensor]:
-    """The scorer's face crops of one ``[1, 3, H, W]`` image and the union of their masks ``[1, H, W]``."""
+    """The scorer's face crops of one ``[1, 3, H, W]`` image (faces it would score: at least its
+    ``min_face_size``, with its upscale factor) and the union of their masks ``[1, H, W]``."""
     rgb = (x[0].permute(1, 2, 0).cpu() * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
     full = np.zeros(rgb.shape[:2], dtype=np.float32)
     regions = []
-    for _, crop, m in model.face_regions(rgb):
+    floor = getattr(model, "min_face_size", 1)
+    whole = getattr(model, "detector_resolved", None) == "whole"
+    for box, crop, m in model.face_regions(rgb):
+        if (min(crop.height, crop.width) if whole else box.side) < floor:
+            continue  # the scorer does not score it either
+        scale = float(model.face_upscale(box, crop)) if hasattr(model, "face_upscale") else 1.0
         region = full[crop.y0:crop.y1, crop.x0:crop.x1]
         np.maximum(region, m, out=region)
-        regions.append(_Region(crop.y0, crop.x0, crop.height, crop.width, torch.from_numpy(np.ascontiguousarray(m))))
+        regions.append(_Region(crop.y0, crop.x0, crop.height, crop.width,
+                               torch.from_numpy(np.ascontiguousarray(m)), scale))
     return regions, torch.from_numpy(full)[None]
 
 
@@ -352,10 +391,17 @@ def enhance(model: nn.Module, images, direction: str = "sharpen", steps: int = 1
             masks.append(mi)
             mi = None if mi is None else mi.to(device)
             plan = _PatchPlan(regions, p, n_patches, min_foreground, seed)
-            fixed = plan.boxes()
+            fixed = plan.groups()
 
-            def value(t: torch.Tensor, boxes) -> torch.Tensor:
-                return sharpness_of_patches(net, t, boxes, chunk_size=chunk_size, clip="soft")
+            def value(t: torch.Tensor, groups) -> torch.Tensor:
+                """Mean soft-clipped score over every group's patches, each relative to its face's pixels."""
+                total, count = 0.0, 0
+                for region, boxes in groups:
+                    pixels = t if region is None else region.pixels(t, p)
+                    scale = 1.0 if region is None else region.scale
+                    mean = sharpness_of_patches(net, pixels, boxes, chunk_size=chunk_size, clip="soft", scale=scale)
+                    total, count = total + mean * len(boxes), count + len(boxes)
+                return total / count
 
             with torch.no_grad():
                 s0 = value(xi, fixed).cpu() if fixed else torch.full((1,), float("nan"))
@@ -367,10 +413,10 @@ def enhance(model: nn.Module, images, direction: str = "sharpen", steps: int = 1
                 step = step_size * (math.sqrt(area) / p if step_per == "patch" else 1.0)
 
                 def objective(t: torch.Tensor, plan=plan, fixed=fixed) -> torch.Tensor:
-                    boxes = plan.boxes(shifted=True) if jitter else fixed
-                    if not boxes:  # an offset where no patch is mostly face: no push this step
+                    groups = plan.groups(shifted=True) if jitter else fixed
+                    if not groups:  # an offset where no patch is mostly face: no push this step
                         return t.sum() * 0.0
-                    return sign * value(t, boxes)
+                    return sign * value(t, groups)
 
                 yi = l2_pgd(objective, xi, steps=steps, step_size=step, linf=max_change, pixel_range=255.0,
                             mask=mi, grad_transform=shape)

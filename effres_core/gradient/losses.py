@@ -89,7 +89,7 @@ class _ChunkedPatchMean(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, images, net, boxes, keep, chunk_size, clip, need_grad):
+    def forward(ctx, images, net, boxes, keep, chunk_size, clip, need_grad, scale):
         b = images.shape[0]
         items = [(i, j) for i in range(b) for j in range(len(boxes)) if keep[i, j]]
         counts = keep.sum(dim=1).to(images.device, images.dtype)
@@ -102,7 +102,7 @@ class _ChunkedPatchMean(torch.autograd.Function):
             patches = torch.stack([src[i, :, boxes[j][1]:boxes[j][3], boxes[j][0]:boxes[j][2]] for i, j in chunk])
             with torch.enable_grad():
                 patches.requires_grad_(need_grad)
-                values = _transform(net(patches).to(images.dtype), clip)
+                values = _transform(net(patches).to(images.dtype) * scale, clip)
                 if need_grad:
                     # d(mean_i)/d(patch) = d(value)/d(patch) / count_i: weight before one backward.
                     g, = torch.autograd.grad((values / counts[owner]).sum(), patches)
@@ -119,9 +119,9 @@ class _ChunkedPatchMean(torch.autograd.Function):
     def backward(ctx, grad_out):
         grad, = ctx.saved_tensors
         if grad.numel() == 0:
-            return (None,) * 7
+            return (None,) * 8
         grad_out = torch.nan_to_num(grad_out).view(-1, *([1] * (grad.ndim - 1)))
-        return grad * grad_out.to(grad.dtype), None, None, None, None, None, None
+        return grad * grad_out.to(grad.dtype), None, None, None, None, None, None, None
 
 
 def sharpness_score(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | None = None, *,
@@ -155,15 +155,17 @@ def sharpness_score(net: nn.Module, images: torch.Tensor, mask: torch.Tensor | N
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     boxes, keep = _patch_plan(net, images, mask, n_patches, min_foreground)
     need_grad = torch.is_grad_enabled() and images.requires_grad
-    return _ChunkedPatchMean.apply(images, net, boxes, keep, chunk_size, clip, need_grad)
+    return _ChunkedPatchMean.apply(images, net, boxes, keep, chunk_size, clip, need_grad, 1.0)
 
 
 def sharpness_of_patches(net: nn.Module, images: torch.Tensor, boxes: list[tuple[int, int, int, int]], *,
-                         chunk_size: int = 16, clip: str = "none") -> torch.Tensor:
+                         chunk_size: int = 16, clip: str = "none", scale: float = 1.0) -> torch.Tensor:
     """Mean patch score per image ``[B]`` over the given patch ``boxes`` ``(x0, y0, x1, y1)`` (the same
     for every image; each the net's patch size): :func:`sharpness_score` for patches chosen by
     the caller, e.g. the face crops' grids the scorer uses, shifted (the enhancer). NaN when
     ``boxes`` is empty. Differentiable like :func:`sharpness_score`, memory bounded the same way.
+    Each patch score is multiplied by ``scale`` before ``clip``: the scorer's ``k`` for a face it
+    upscaled by ``k`` (its score relative to the face's own pixels).
 
     Example:
         >>> from effres_core.model.net import EffResNet
@@ -180,9 +182,11 @@ def sharpness_of_patches(net: nn.Module, images: torch.Tensor, boxes: list[tuple
     for x0, y0, x1, y1 in boxes:
         if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
             raise ValueError(f"patch box {(x0, y0, x1, y1)} is outside the {h}x{w} images")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
     keep = torch.ones(images.shape[0], len(boxes), dtype=torch.bool)
     need_grad = torch.is_grad_enabled() and images.requires_grad
-    return _ChunkedPatchMean.apply(images, net, list(boxes), keep, chunk_size, clip, need_grad)
+    return _ChunkedPatchMean.apply(images, net, list(boxes), keep, chunk_size, clip, need_grad, float(scale))
 
 
 class SharpnessLoss(nn.Module):

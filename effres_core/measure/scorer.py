@@ -210,6 +210,7 @@ class EffRes(nn.Module):
     def face_regions(self, rgb: np.ndarray) -> list[tuple[FaceBox, FaceBox, np.ndarray]]:
         """``(face box, crop box, crop mask)`` per face of an ``[H, W, 3]`` uint8 image, largest first:
         the crops and masks :meth:`score_rgb` takes its patches from (the enhancer optimises on them)."""
+        self._components()  # resolves the detector, which face_upscale reads
         return list(self._faces(rgb))
 
     def face_masks(self, images) -> torch.Tensor:
