@@ -14,7 +14,10 @@ raising the predicted effective resolution with strong L2 PGD (10 steps of L2 le
 own), the patches ``EffRes.score`` takes: each detected face's crop, its grid of about
 ``n_patches`` patches, those with at least ``min_foreground`` of the face mask. The objective is
 their mean soft-clipped score (:func:`~effres_core.gradient.losses.soft_clip`: no reward past 1,
-where the reported ratio is clipped). At every step the grid is **shifted by a random offset**
+where the reported ratio is clipped). A face the scorer upscales by ``k`` (smaller than its
+``face_size``) is upscaled the same way inside the objective, differentiably, and its patch
+scores count as ``k * score``: the ratio relative to the face's own pixels, as the scorer
+reports it. At every step the grid is **shifted by a random offset**
 in ``[0, stride)`` (seeded, so runs repeat): an ascent on one fixed grid partly fits that grid
 rather than adding detail, so a grid placed a few pixels away, or another ``n_patches``, would
 disagree with the gain; averaged over offsets it is one every grid agrees with.
