@@ -126,6 +126,10 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _share(run_config: dict, key: str, default: float) -> str:
+    return f"{float(run_config.get(key, default)):.0%}"
+
+
 def _data_summary(folder: str | None) -> str:
     if not folder:
         return "unknown (the run's config names no data folder)"
@@ -196,8 +200,10 @@ def model_card(run_dir: str | Path, config: dict, run_config: dict, metrics: lis
         "",
         f"- Sharp faces: {_data_summary(run_config.get('data'))}.",
         f"- Validation faces: {_data_summary(run_config.get('val_data')) if run_config.get('val_data') else 'none'}.",
-        "- Labels are self-supervised: each face is (80%) prescaled and (90%) downscaled by a random factor",
-        "  with one of 8 kernels and scaled back up; the label is min(native/prescaled height, factor).",
+        f"- Labels are self-supervised: each face is ({_share(run_config, 'prescale_probability', 0.8)}) prescaled "
+        f"and ({_share(run_config, 'degrade_probability', 0.9)}) downscaled by a random factor",
+        f"  with one of {len(run_config.get('kernels') or range(8))} kernels and scaled back up; the label is "
+        "min(native/prescaled height, factor).",
         "  No human labels were used.",
         "",
         "## Recipe",
