@@ -481,3 +481,12 @@ def test_max_crop_side_shrinks_large_crops_only(face_dirs, tmp_path):
         # The same face, smaller: the aspect ratio and the share of face pixels stay.
         assert abs(a.rgb.shape[0] / a.rgb.shape[1] - b.rgb.shape[0] / b.rgb.shape[1]) < 0.01
         assert abs(float(a.mask.mean()) - float(b.mask.mean())) < 0.02
+
+
+def test_training_faces_can_be_found_with_mtcnn(face_dirs, tmp_path):
+    haar, _ = data.load_faces(face_dirs[0], tmp_path / "cache")
+    mtcnn, skipped = data.load_faces(face_dirs[0], tmp_path / "cache", detector="mtcnn")
+    assert len(mtcnn) == len(TRAIN_FILES) and not skipped
+    # Cached per detector: the two runs did not read each other's boxes.
+    assert [f.rgb.shape for f in haar] != [f.rgb.shape for f in mtcnn]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == len(haar) + len(mtcnn)

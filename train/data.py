@@ -51,18 +51,20 @@ def _shrink(rgb: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray
 
 
 def load_faces(folder: str | Path, cache_dir: str | Path | None = None, halve_above: int = 1024,
-               margin: float = 0.5, min_side: int = 128, max_crop_side: int = 0) -> tuple[list[FaceSample], list[str]]:
+               margin: float = 0.5, min_side: int = 128, max_crop_side: int = 0,
+               detector: str = "haar") -> tuple[list[FaceSample], list[str]]:
     """Find, crop and mask the largest face of every image under ``folder`` (recursive).
 
     Sources whose short side is at least ``halve_above`` are halved first: the shipped JPEGs are
     not pixel-sharp at full size. With ``max_crop_side``, a face crop whose short side is longer
     is shrunk (area filter) to that side: a camera JPEG holds little detail in its top octave, and
-    labelling such a crop 1 teaches the network that soft means sharp. Crop boxes and masks are
-    cached on disk keyed by file content.
+    labelling such a crop 1 teaches the network that soft means sharp. ``detector`` is any name
+    :func:`~effres_core.measure.faces.get_detector` takes (the shipped runs used ``haar``). Crop
+    boxes and masks are cached on disk keyed by file content and detector.
     Returns the faces and a list of ``"path: reason"`` for files that were skipped.
     """
     paths = find_images([folder])
-    detect, _ = get_detector("haar")
+    detect, _ = get_detector(detector)
     cache = Path(cache_dir) if cache_dir else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,9 @@ def load_faces(folder: str | Path, cache_dir: str | Path | None = None, halve_ab
             continue
         if min(rgb.shape[:2]) >= halve_above:
             rgb = _halve(rgb)
-        key = hashlib.sha1(path.read_bytes() + f"{halve_above}/{margin}".encode()).hexdigest()[:16]
+        # Haar keys keep their old form, so existing caches stay valid.
+        extra = "" if detector == "haar" else f"/{detector}"
+        key = hashlib.sha1(path.read_bytes() + f"{halve_above}/{margin}{extra}".encode()).hexdigest()[:16]
         cached = cache / f"{key}.npz" if cache else None
         if cached and cached.is_file():
             data = np.load(cached)

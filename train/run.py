@@ -88,6 +88,7 @@ DEFAULTS = {
     "max_minutes": 0,              # stop (with a checkpoint) after this wall time (0: no limit)
     "halve_above": 1024,
     "max_crop_side": 0,            # shrink face crops whose short side is longer (0: keep them as found)
+    "face_detector": "haar",       # finds the training faces: haar (the shipped runs), mtcnn, retinaface, auto
     "threads": 0,                  # torch CPU threads in the main process (0: torch's default)
 }
 
@@ -144,12 +145,13 @@ class Trainer:
             kernels=tuple(c["kernels"]), random_offset=c["random_offset"], min_foreground=c["min_foreground"],
             mask=c["mask"])
         self.faces, skipped = load_faces(c["data"], out / "cache", halve_above=c["halve_above"],
-                                             max_crop_side=c["max_crop_side"])
+                                             max_crop_side=c["max_crop_side"], detector=c["face_detector"])
         self.val_faces = []
         if c.get("val_data"):
             self.val_faces, val_skipped = load_faces(c["val_data"], out / "cache",
                                                          halve_above=c["halve_above"],
-                                                         max_crop_side=c["max_crop_side"])
+                                                         max_crop_side=c["max_crop_side"],
+                                                         detector=c["face_detector"])
             skipped += val_skipped
         if rank == 0:
             logger.info("training faces: %d, validation faces: %d, skipped files: %d",
