@@ -23,6 +23,17 @@ NOT_SCORED = -1.0
 
 
 # ---- IMAGE / MASK layouts ----------------------------------------------------------------------
+try:  # stops one output branch of the graph; ComfyUI's executor knows this class
+    from comfy_execution.graph_utils import ExecutionBlocker
+except ImportError:  # pragma: no cover - only without ComfyUI
+    ExecutionBlocker = None
+
+
+def block_branch(message: str | None):
+    """An output that makes ComfyUI skip the nodes behind it (``message``: shown, ``None``: silent)."""
+    return ExecutionBlocker(message) if ExecutionBlocker is not None else None
+
+
 def check_image(images: torch.Tensor) -> torch.Tensor:
     """Validate a ComfyUI IMAGE ``[B, H, W, C]`` (C in 1..4; a lone ``[H, W, C]`` gets a batch axis)."""
     if not torch.is_tensor(images):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..effres_core.measure.bestof import RANK_BY, best_index, describe_faces, face_crops
-from ._common import NOT_SCORED, check_image, image_to_rgb, rgb_to_image, score_images
+from ._common import NOT_SCORED, block_branch, check_image, image_to_rgb, rgb_to_image, score_images
 from .loader import EffResModel
 
 
@@ -58,16 +58,8 @@ class EffResBestOf(io.ComfyNode):
         if crops.shape[0]:
             face_images = rgb_to_image(crops, None, 3).to(images.dtype)
         else:
-            face_images = _block(None)
+            face_images = block_branch(None)
         pick = 0 if best is None else best
         return io.NodeOutput(images[pick:pick + 1], -1 if best is None else best, face_images,
                              [NOT_SCORED if r is None else float(r) for r in ratios], text,
                              ui=ui.PreviewText(text))
-
-
-def _block(message):
-    try:  # skips the nodes behind an output; ComfyUI's executor knows this class
-        from comfy_execution.graph_utils import ExecutionBlocker
-    except ImportError:  # pragma: no cover - only without ComfyUI
-        return None
-    return ExecutionBlocker(message)

@@ -8,20 +8,11 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..effres_core.measure.selection import select
-from ._common import check_image, describe, effective_height, score_images
+from ._common import block_branch, check_image, describe, effective_height, score_images
 from .loader import EffResModel
-
-try:  # blocks one output branch of the graph; ComfyUI's executor knows this class
-    from comfy_execution.graph_utils import ExecutionBlocker
-except ImportError:  # pragma: no cover - only without ComfyUI
-    ExecutionBlocker = None
 
 ORDERS = {"input order": "input", "best first": "best"}
 WHEN_NONE_PASS = {"pass the best one": "best", "stop this branch": "none"}
-
-
-def _block(message: str | None):
-    return ExecutionBlocker(message) if ExecutionBlocker is not None else None
 
 
 class EffResFilter(io.ComfyNode):
@@ -79,8 +70,8 @@ class EffResFilter(io.ComfyNode):
                       f"no image passed (min_ratio {min_ratio}, min_effective_pixels {min_effective_pixels})"
                       + ("" if any(r is not None for r in ratios) else "; no image had a usable face"))
             text += f"\nkept: none: {reason}"
-            kept = _block(f"effres filter: {reason}")  # the nodes behind 'kept' stop with this message
+            kept = block_branch(f"effres filter: {reason}")  # the nodes behind 'kept' stop with this message
         if rejected is None:
-            rejected = _block(None)  # nothing rejected: skip that branch silently
+            rejected = block_branch(None)  # nothing rejected: skip that branch silently
         return io.NodeOutput(kept, rejected, json.dumps(sel.kept), len(sel.kept),
                              ui=ui.PreviewText(text))

@@ -189,7 +189,7 @@ def test_filter_effective_pixels(effres_pack, model, scored):
 
 def test_filter_when_none_pass(effres_pack, model, scored):
     images, ratios = scored
-    blocker = sub(effres_pack, "nodes.filter").ExecutionBlocker
+    blocker = sub(effres_pack, "nodes._common").ExecutionBlocker
     best = filter_run(effres_pack, model, images, min_ratio=1.0, when_none_pass="pass the best one")
     assert json.loads(best[2]) == [max(range(4), key=lambda i: ratios[i])] and best[3] == 1
     assert "best of none passing" in best.ui.as_dict()["text"][0]
