@@ -42,14 +42,6 @@ def _halve(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
 
 
-def _shrink(rgb: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
-    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-    return (cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST))
-
-
 def load_faces(folder: str | Path, cache_dir: str | Path | None = None, halve_above: int = 1024,
                margin: float = 0.5, min_side: int = 128, max_crop_side: int = 0,
                detector: str = "haar") -> tuple[list[FaceSample], list[str]]:
@@ -105,7 +97,9 @@ def load_faces(folder: str | Path, cache_dir: str | Path | None = None, halve_ab
             skipped.append(f"{path}: face crop {crop_rgb.shape[0]}x{crop_rgb.shape[1]} is too small")
             continue
         if max_crop_side and min(crop_rgb.shape[:2]) > max_crop_side:
-            crop_rgb, mask = _shrink(crop_rgb, mask.astype(np.uint8), max_crop_side / min(crop_rgb.shape[:2]))
+            scale = max_crop_side / min(crop_rgb.shape[:2])
+            size = (max(1, round(crop_rgb.shape[1] * scale)), max(1, round(crop_rgb.shape[0] * scale)))
+            crop_rgb, mask = _resize_pair(crop_rgb, mask.astype(np.uint8), size)
         faces.append(FaceSample(path.name, crop_rgb, mask.astype(np.float32)))
     if not faces:
         raise RuntimeError(f"no usable face images under {folder} ({len(paths)} files; skipped: {skipped[:5]})")
@@ -150,14 +144,17 @@ class SampleSettings:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
-def _prescale(rgb: np.ndarray, mask: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
+def _resize_pair(rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """An image (area filter down, bicubic up) and its mask (nearest) at ``size = (width, height)``."""
     import cv2
 
+    interp = cv2.INTER_AREA if size[1] < rgb.shape[0] else cv2.INTER_CUBIC
+    return cv2.resize(rgb, size, interpolation=interp), cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+
+
+def _prescale(rgb: np.ndarray, mask: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
     h, w = rgb.shape[:2]
-    width = max(1, round(w * height / h))
-    interp = cv2.INTER_AREA if height < h else cv2.INTER_CUBIC
-    return (cv2.resize(rgb, (width, height), interpolation=interp),
-            cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST))
+    return _resize_pair(rgb, mask, (max(1, round(w * height / h)), height))
 
 
 def make_sample(face: FaceSample, rng: np.random.Generator, s: SampleSettings, nuisances: bool = True):

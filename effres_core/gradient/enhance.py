@@ -307,12 +307,10 @@ def _face_regions(model: nn.Module, x: torch.Tensor) -> tuple[list[_Region], tor
     rgb = (x[0].permute(1, 2, 0).cpu() * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
     full = np.zeros(rgb.shape[:2], dtype=np.float32)
     regions = []
-    floor = getattr(model, "min_face_size", 1)
-    whole = getattr(model, "detector_resolved", None) == "whole"
     for box, crop, m in model.face_regions(rgb):
-        if (min(crop.height, crop.width) if whole else box.side) < floor:
+        if model.face_side(box, crop) < model.min_face_size:
             continue  # the scorer does not score it either
-        scale = float(model.face_upscale(box, crop)) if hasattr(model, "face_upscale") else 1.0
+        scale = float(model.face_upscale(box, crop))
         region = full[crop.y0:crop.y1, crop.x0:crop.x1]
         np.maximum(region, m, out=region)
         regions.append(_Region(crop.y0, crop.x0, crop.height, crop.width,

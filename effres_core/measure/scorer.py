@@ -282,6 +282,11 @@ class EffRes(nn.Module):
             return ScoreResult(path=path, error=str(err))
         return self.score_rgb(rgb, path=path)
 
+    def face_side(self, box: FaceBox, crop: FaceBox) -> int:
+        """The side (px) the ``min_face_size`` floor and the upscale apply to: the face box's, or
+        with ``detector="whole"`` the crop's short side."""
+        return min(crop.height, crop.width) if self.detector_resolved == "whole" else box.side
+
     def face_upscale(self, box: FaceBox, crop: FaceBox) -> float:
         """The factor k a face's crop is upscaled by before scoring (1 = not at all).
 
@@ -301,8 +306,7 @@ class EffRes(nn.Module):
         Upscaling by k multiplies the pixel count and adds no detail, so the model sees a ratio
         about k times smaller; scores are multiplied back by k (and capped at 1), which makes a
         small face's ratio mean the same as a large one's (benchmarks/bench_small_faces.py)."""
-        side = min(crop.height, crop.width) if self.detector_resolved == "whole" else box.side
-        if side < self.min_face_size:
+        if self.face_side(box, crop) < self.min_face_size:
             return (f"face {box.width}x{box.height} px is smaller than the {self.min_face_size} px floor "
                     "for scoring (min_face_size)")
         p = self.patch_size
