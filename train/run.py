@@ -144,14 +144,12 @@ class Trainer:
             prescale_probability=c["prescale_probability"], degrade_probability=c["degrade_probability"],
             kernels=tuple(c["kernels"]), random_offset=c["random_offset"], min_foreground=c["min_foreground"],
             mask=c["mask"])
-        self.faces, skipped = load_faces(c["data"], out / "cache", halve_above=c["halve_above"],
-                                             max_crop_side=c["max_crop_side"], detector=c["face_detector"])
+        cropping = {"halve_above": c["halve_above"], "max_crop_side": c["max_crop_side"],
+                    "detector": c["face_detector"]}  # training and validation faces are cropped alike
+        self.faces, skipped = load_faces(c["data"], out / "cache", **cropping)
         self.val_faces = []
         if c.get("val_data"):
-            self.val_faces, val_skipped = load_faces(c["val_data"], out / "cache",
-                                                         halve_above=c["halve_above"],
-                                                         max_crop_side=c["max_crop_side"],
-                                                         detector=c["face_detector"])
+            self.val_faces, val_skipped = load_faces(c["val_data"], out / "cache", **cropping)
             skipped += val_skipped
         if rank == 0:
             logger.info("training faces: %d, validation faces: %d, skipped files: %d",
